@@ -1,0 +1,78 @@
+"""The harness's exception tree, in one place.
+
+HarnessError
+ ├── ToolchainError   build root or host toolchain cannot do what is asked
+ ├── TreeError        kernel tree is unusable (no Rust, no io_pgtable abstraction)
+ ├── ConfigError      a requested Kconfig symbol did not survive olddefconfig
+ ├── BuildError       make failed (carries the log path and its tail)
+ ├── ImageError       the guest initramfs could not be assembled
+ ├── MachineError     the guest did not come up or died
+ │    ├── BootTimeout, GuestPanic, GuestHang, QemuExited
+ ├── ChannelError     QMP or SSH failed
+ ├── ModuleError      the debugfs test module answered outside its grammar
+ └── WalkError        a page table read from guest memory is malformed
+"""
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Root of every error the harness raises on purpose."""
+
+
+class ToolchainError(HarnessError):
+    pass
+
+
+class TreeError(HarnessError):
+    pass
+
+
+class ConfigError(HarnessError):
+    def __init__(self, message: str, dropped: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.dropped = dropped or []
+
+
+class BuildError(HarnessError):
+    def __init__(self, message: str, log: str | None = None, tail: str = "") -> None:
+        super().__init__(message + (f"\n--- last lines of {log} ---\n{tail}" if tail else ""))
+        self.log = log
+        self.tail = tail
+
+
+class ImageError(HarnessError):
+    pass
+
+
+class MachineError(HarnessError):
+    def __init__(self, message: str, console_tail: str = "") -> None:
+        super().__init__(message + (f"\n--- console tail ---\n{console_tail}" if console_tail else ""))
+        self.console_tail = console_tail
+
+
+class BootTimeout(MachineError):
+    pass
+
+
+class GuestPanic(MachineError):
+    pass
+
+
+class GuestHang(MachineError):
+    pass
+
+
+class QemuExited(MachineError):
+    pass
+
+
+class ChannelError(HarnessError):
+    pass
+
+
+class ModuleError(HarnessError):
+    pass
+
+
+class WalkError(HarnessError):
+    pass

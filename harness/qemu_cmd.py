@@ -1,0 +1,69 @@
+"""QEMU command lines as data: a frozen spec in, argv out. Pure, so it is tested on the host."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ArchParams:
+    """Per-architecture QEMU knowledge (one instance per arch, no branches on arch names)."""
+
+    binary: str
+    machine: str
+    cpu: str
+    console: str
+    ram_base: int
+    extra: tuple[str, ...] = ()
+
+
+ARM64 = ArchParams(binary="qemu-system-aarch64", machine="virt,iommu=smmuv3", cpu="max",
+                   console="ttyAMA0", ram_base=0x4000_0000)
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    kernel: Path
+    initrd: Path
+    rundir: Path
+    shm_path: Path
+    memory_mib: int = 1024
+    smp: int = 1
+    arch: ArchParams = ARM64
+    cmdline_extra: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = field(default=())
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.rundir / "qmp.sock"
+
+    @property
+    def kernel_cmdline(self) -> str:
+        base = (f"console={self.arch.console} earlycon rdinit=/init panic=-1 oops=panic "
+                "printk.devkmsg=on loglevel=7")
+        return " ".join([base, *self.cmdline_extra])
+
+
+def qemu_argv(spec: MachineSpec) -> list[str]:
+    """The full QEMU command line: SSH forwarded to 127.0.0.1 on a port QEMU picks."""
+    arch = spec.arch
+    return [
+        arch.binary,
+        "-M", f"{arch.machine},memory-backend=ram0",
+        "-cpu", arch.cpu,
+        "-smp", str(spec.smp),
+        "-m", f"{spec.memory_mib}M",
+        "-object", f"memory-backend-file,id=ram0,size={spec.memory_mib}M,"
+                   f"mem-path={spec.shm_path},share=on",
+        "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none",
+        "-chardev", "stdio,id=con,signal=off",
+        "-serial", "chardev:con",
+        "-qmp", f"unix:{spec.qmp_socket},server=on,wait=off",
+        "-netdev", "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:0-:22",
+        "-device", "virtio-net-pci,netdev=net0,romfile=,iommu_platform=on,disable-legacy=on",
+        "-kernel", str(spec.kernel),
+        "-initrd", str(spec.initrd),
+        "-append", spec.kernel_cmdline,
+        *arch.extra,
+        *spec.extra_args,
+    ]

@@ -24,7 +24,7 @@ PACKAGES = (
     "make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod python3 xz-utils "
     "clang lld llvm rustc rust-src rustfmt bindgen qemu-system-arm git ca-certificates"
 ).split()
-BACKPORTS = ("linux-source-7.3/trixie-backports",)
+BACKPORTS = ["linux-source-7.3/trixie-backports"]
 RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", "linux-source-7.3")
 STAMP = "iopt-hil-stamp.json"
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

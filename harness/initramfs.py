@@ -30,7 +30,6 @@ mkdir -p /dev/pts /dev/shm /tmp /run /var/log /root/.ssh /etc/dropbear
 mount -t devpts devpts /dev/pts
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmpfs /tmp
-echo 1 > /proc/sys/kernel/printk_ratelimit 2>/dev/null
 ip link set lo up
 ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
 cp /etc/iopt-hil/authorized_keys /root/.ssh/authorized_keys

@@ -1,0 +1,2 @@
+"""Registers the iopt-hil pytest plugin for this repository's tests."""
+pytest_plugins = ["harness.pytest_plugin"]

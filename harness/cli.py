@@ -1,0 +1,143 @@
+"""`iopt-hil`: turn argv into requests and call the pipeline. sys.exit lives only here."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .buildroot import remove_tree
+from .cachedir import cache_root
+from .errors import HarnessError
+from .machine import Machine, sweep_stale
+from .pipeline import BuildRequest, prepare
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def log(msg: str) -> None:
+    print(f"[iopt-hil {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _request(args: argparse.Namespace) -> BuildRequest:
+    return BuildRequest(tree=args.tree, toolchain=args.toolchain, fragments=tuple(args.kconfig))
+
+
+def _plugin_args(args: argparse.Namespace) -> list[str]:
+    out = ["--toolchain", args.toolchain]
+    if args.tree:
+        out += ["--tree", str(args.tree)]
+    for frag in args.kconfig:
+        out += ["--kconfig", frag]
+    return out
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    build = prepare(_request(args), log).build
+    for key, value in build.provenance().items():
+        print(f"{key}: {value}")
+    print(f"Image: {build.image}\nvmlinux: {build.vmlinux}\nmodule: {build.module}\nlog: {build.log}")
+    return 0
+
+
+def _pytest(paths: list[str], extra: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main(["-ra", f"--rootdir={REPO}", "-p", "no:cacheprovider", *paths, *extra]))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
+    log(f"running the guest suite on {prepared.build.identity.describe()}")
+    rc = _pytest([str(REPO / "tests" / "guest")], _plugin_args(args) + args.pytest_args)
+    log(f"done in {time.monotonic() - started:.0f} s, pytest exit status {rc}; "
+        f"tested {prepared.build.identity.describe()} ({prepared.build.release})")
+    return rc
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    return _pytest([str(REPO / "tests")], _plugin_args(args) + args.pytest_args)
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    prepared = prepare(_request(args), log)
+    with Machine(prepared.build, prepared.root, progress=log) as machine:
+        ssh = machine.require_ssh()
+        assert machine.info is not None
+        log(f"guest {machine.info.release} ready in {machine.info.seconds_to_ready:.1f} s")
+        log(f"console log: {machine.console.log_path if machine.console else '?'}")
+        print(f"\n  {ssh.command_line()}\n", flush=True)
+        if args.command:
+            result = ssh.run(args.command)
+            sys.stdout.write(result.stdout)
+            sys.stderr.write(result.stderr)
+            return result.status
+        if shutil.which("ssh") and sys.stdin.isatty():
+            return subprocess.call(shlex.split(ssh.command_line()) + ["-o", "LogLevel=ERROR"])
+        log("no terminal (or no ssh client): the guest stays up until you press Ctrl-C")
+        try:
+            while machine.alive:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    cache = cache_root()
+    for stale in sweep_stale():
+        log(f"removed stale {stale}")
+    targets = [cache / "builds", cache / "guest"] + ([cache / "root", cache / "trees"] if args.all else [])
+    for target in targets:
+        if target.exists():
+            remove_tree(target)
+            log(f"removed {target}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="iopt-hil", description="QEMU hardware-in-the-loop tests "
+                                "for the Linux Rust io_pgtable abstraction")
+    sub = p.add_subparsers(dest="command_name", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--tree", type=Path, help="kernel tree (default: Debian linux-source-7.3)")
+        sp.add_argument("--toolchain", choices=("buildroot", "host"), default="buildroot")
+        sp.add_argument("--kconfig", action="append", default=[], metavar="FRAGMENT",
+                        help="extra fragment from guest-kernel-config/ (repeatable)")
+
+    for name, func, doc in (("run", cmd_run, "build if needed, boot, run the guest suite"),
+                            ("selftest", cmd_selftest, "run the project's own tests"),
+                            ("build", cmd_build, "build kernel and test module only"),
+                            ("shell", cmd_shell, "boot a guest and SSH into it")):
+        sp = sub.add_parser(name, help=doc)
+        common(sp)
+        if name in ("run", "selftest"):
+            sp.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+        if name == "shell":
+            sp.add_argument("-c", "--command", help="run this in the guest and exit")
+        sp.set_defaults(func=func)
+    sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees too)")
+    sp.add_argument("--all", action="store_true")
+    sp.set_defaults(func=cmd_clean)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HarnessError as exc:
+        print(f"iopt-hil: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"iopt-hil: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The pipeline from a request to a bootable build: toolchain -> tree -> config -> build.
+
+Shared by the CLI and the pytest plugin so both build exactly the same thing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import kbuild
+from .buildroot import BuildRoot
+from .cachedir import cache_root
+from .kbuild import KernelBuild
+from .toolchain import HostToolchain, Toolchain
+from .tree import default_tree, user_tree, validate
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    tree: Path | None = None  # None: Debian's linux-source-7.3 from the build root
+    toolchain: str = "buildroot"  # or "host"
+    fragments: tuple[str, ...] = field(default=())  # extra fragments on top of `base`
+    cache: Path | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    root: BuildRoot
+    build: KernelBuild
+
+
+def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
+    cache = request.cache or cache_root()
+    root = BuildRoot(cache).ensure(progress)  # QEMU and guest packages come from here too
+    toolchain: Toolchain = HostToolchain() if request.toolchain == "host" else root
+    if request.tree is None:
+        tree = default_tree(root)
+        validate(tree)
+        source = f"linux-source-7.3={root.versions().get('linux-source-7.3', '?')}"
+    else:
+        tree = user_tree(request.tree)
+        source = ""
+    build = kbuild.build(tree, list(request.fragments), toolchain, cache, progress, source)
+    progress(f"kernel {build.release} from {build.identity.describe()} "
+             f"({'rebuilt' if build.rebuilt else 'cached'}, {build.seconds:.1f} s)")
+    return Prepared(root, build)

@@ -1,0 +1,29 @@
+import pytest
+
+from harness.errors import ModuleError
+from harness.modclient import Prot, parse_reply, req
+
+
+def test_request_lines():
+    assert req("map", id=1, iova=0x1000, prot=Prot.READ | Prot.CACHE) == \
+        "map id=0x1 iova=0x1000 prot=read|cache"
+    assert Prot(0).wire() == "none"
+
+
+def test_reply_with_quoted_reason():
+    r = parse_reply('3 map ret=-17 src=check why="overlaps an existing mapping"')
+    assert (r.index, r.verb, r.ret, r.src) == (3, "map", -17, "check")
+    assert r.fields["why"] == "overlaps an existing mapping"
+    with pytest.raises(ModuleError):
+        r.ok()
+
+
+def test_reply_numbers_are_hex_or_decimal():
+    r = parse_reply("0 create ret=0 id=2 ttbr=0x41000000 ias=48")
+    assert r.num("id") == 2 and r.num("ttbr") == 0x41000000 and r.num("ias") == 48
+
+
+@pytest.mark.parametrize("line", ["", "garbage", "x map ret=0", "0 map mapped=1"])
+def test_replies_outside_the_grammar_raise(line):
+    with pytest.raises(ModuleError):
+        parse_reply(line)

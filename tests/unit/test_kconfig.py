@@ -1,0 +1,26 @@
+from harness import kconfig
+
+
+def test_parse_merge_and_render():
+    a = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S=\"x y\"\n"
+    b = "CONFIG_B=y\nCONFIG_A=n\n"
+    merged = kconfig.merge([a, b])
+    assert merged == {"CONFIG_A": None, "CONFIG_B": "y", "CONFIG_S": '"x y"'}
+    assert kconfig.parse(kconfig.render(merged)) == merged
+
+
+def test_check_names_every_dropped_symbol():
+    requested = {"CONFIG_RUST": "y", "CONFIG_MODVERSIONS": None, "CONFIG_X": "m"}
+    final = kconfig.parse("CONFIG_MODVERSIONS=y\nCONFIG_X=m\n")
+    dropped = kconfig.check(requested, final)
+    assert [d.symbol for d in dropped] == ["CONFIG_RUST", "CONFIG_MODVERSIONS"]
+    assert "asked y, olddefconfig left not set" in str(dropped[0])
+
+
+def test_shipped_base_fragment_asks_for_the_essentials():
+    paths = kconfig.fragment_paths([])
+    base = kconfig.parse(paths[0].read_text())
+    for sym in ("CONFIG_RUST", "CONFIG_ARM_SMMU_V3", "CONFIG_IOMMU_IO_PGTABLE_LPAE",
+                "CONFIG_DEBUG_FS", "CONFIG_MODULES", "CONFIG_VIRTIO_NET"):
+        assert base[sym] == "y"
+    assert base["CONFIG_MODVERSIONS"] is None

@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from harness.qemu_cmd import MachineSpec, qemu_argv
+
+
+def test_argv_has_smmu_private_ports_and_shared_ram():
+    spec = MachineSpec(Path("/k/Image"), Path("/r/initrd"), Path("/run/x"), Path("/dev/shm/t"))
+    argv = qemu_argv(spec)
+    joined = " ".join(argv)
+    assert "virt,iommu=smmuv3,memory-backend=ram0" in argv
+    assert "hostfwd=tcp:127.0.0.1:0-:22" in joined
+    assert "iommu_platform=on" in joined and "romfile=," in joined
+    assert "share=on" in joined and "mem-path=/dev/shm/t" in joined
+    assert "unix:/run/x/qmp.sock,server=on,wait=off" in argv
+    assert "panic=-1" in spec.kernel_cmdline and "-no-reboot" in argv

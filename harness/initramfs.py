@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Callable
 
 from .buildroot import BuildRoot, locked, remove_tree
 from .cpio import CpioWriter, Member, members_from_dir
 from .errors import ImageError
-from .toolchain import Bind, ToolchainError
+from .errors import ToolchainError
+from .toolchain import Bind
 
 GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
                   "libtommath1", "libgmp10", "zlib1g")
@@ -45,7 +47,7 @@ while true; do sleep 3600; done
 """
 
 
-def guest_sysroot(root: BuildRoot, progress=print) -> Path:  # type: ignore[no-untyped-def]
+def guest_sysroot(root: BuildRoot, progress: Callable[[str], None] = print) -> Path:
     """arm64 Debian packages unpacked into the cache (once)."""
     tag = hashlib.sha256(" ".join(GUEST_PACKAGES).encode()).hexdigest()[:12]
     dest = root.cache / "guest" / tag
@@ -68,12 +70,9 @@ def guest_sysroot(root: BuildRoot, progress=print) -> Path:  # type: ignore[no-u
 
 
 def base_members(sysroot: Path, module: Path) -> list[Member]:
-    members = [Member.directory(d) for d in ("usr", "etc", "proc", "sys", "dev", "root", "tmp",
-                                             "run", "var", "lib/modules")]
-    members[-1:-1] = []
-    for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")):
-        members.append(Member.symlink(link, target))
-    members = [m for m in members if m.name != "lib/modules"]
+    members = [Member.directory(d) for d in ("etc", "proc", "sys", "dev", "root", "tmp", "run", "var")]
+    # trixie is merged-/usr: the packages ship /usr/bin etc., the top-level names are links.
+    members += [Member.symlink(link, f"usr/{link}") for link in ("bin", "sbin", "lib")]
     for sub in ("usr", "etc"):
         if (sysroot / sub).is_dir():
             members += members_from_dir(sysroot / sub, sub)
@@ -115,7 +114,7 @@ def write_run_part(path: Path, authorized_key: str) -> None:
 
 
 def build_initramfs(root: BuildRoot, module: Path, rundir: Path, authorized_key: str,
-                    progress=print) -> Path:  # type: ignore[no-untyped-def]
+                    progress: Callable[[str], None] = print) -> Path:
     """Base archive (cached by module content) + per-run key archive, concatenated."""
     sysroot = guest_sysroot(root, progress)
     digest = hashlib.sha256(module.read_bytes() + INIT.encode()).hexdigest()[:16]

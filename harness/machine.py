@@ -192,7 +192,7 @@ class Machine:
             self.spec.shm_path.unlink(missing_ok=True)
         if self.rundir.exists():
             shutil.rmtree(self.rundir, ignore_errors=True)
-        self.ssh = self.qmp = self.memory = None  # type: ignore[assignment]
+        self.ssh, self.qmp, self.memory = None, None, None
 
     def require_ssh(self) -> SshChannel:
         if self.ssh is None:

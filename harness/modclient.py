@@ -138,7 +138,7 @@ class ModuleClient:
         except OSError as exc:
             raise ChannelError(f"guest shell failed: {exc}") from exc
         deadline = time.monotonic() + self.timeout
-        status, lines = -1, []
+        status, lines = -1, list[str]()
         while True:
             line = self._readline(deadline)
             if line == f"@@END {nonce}":

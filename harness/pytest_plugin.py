@@ -5,7 +5,7 @@ The only pytest-aware module. Registered from the top-level conftest.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
@@ -141,7 +141,7 @@ def pgtable(module: ModuleClient, guest: Machine) -> Iterator[Callable[..., Gues
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
     if report.when == "teardown" and CONSOLE_KEY in item.stash:

@@ -38,7 +38,7 @@ class TreeIdentity:
     def describe(self) -> str:
         if self.kind == "git":
             return f"{self.version} git {self.commit[:12]}" + (f" +dirty:{self.dirty}" if self.dirty else "")
-        return f"{self.version} {self.source}".strip()
+        return f"{self.version} {self.source} content:{self.dirty}".strip()
 
 
 def default_tree(root: BuildRoot) -> KernelTree:
@@ -83,7 +83,7 @@ def validate(tree: KernelTree) -> None:
 
 def kernel_version(path: Path) -> str:
     head = (path / "Makefile").read_text(errors="replace")[:2000]
-    fields = dict(re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)", head, re.M))
+    fields: dict[str, str] = dict(re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)[ \t]*=[ \t]*(\S*)", head, re.M))
     version = f"{fields.get('VERSION', '?')}.{fields.get('PATCHLEVEL', '?')}.{fields.get('SUBLEVEL', '?')}"
     return version + fields.get("EXTRAVERSION", "")
 
@@ -108,8 +108,8 @@ def identify(tree: KernelTree, source: str = "") -> TreeIdentity:
             digest.update((tree.path / name).read_bytes())
         dirty = digest.hexdigest()[:16] if diff or untracked else ""
         return TreeIdentity("git", version, commit=commit, dirty=dirty)
-    return TreeIdentity("source", version, source=source,
-                        dirty="" if tree.origin == "default" else fingerprint(tree.path)[:16])
+    # No history to name a change by: a content fingerprint tells two states of the tree apart.
+    return TreeIdentity("source", version, source=source, dirty=fingerprint(tree.path)[:16])
 
 
 def fingerprint(path: Path) -> str:

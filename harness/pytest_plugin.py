@@ -71,9 +71,16 @@ def kernel_build(pytestconfig: pytest.Config) -> Prepared:
                            toolchain=pytestconfig.getoption("--toolchain"),
                            fragments=tuple(pytestconfig.getoption("--kconfig")))
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def progress(msg: str) -> None:
-        if reporter is not None:
+        """Shown live, even under output capture: a cold build takes minutes."""
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"[iopt-hil] {msg}")
+        else:
             reporter.write_line(f"[iopt-hil] {msg}")
 
     return prepare(request, progress)

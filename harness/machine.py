@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .buildroot import BuildRoot
 from .console import PANIC, Console
-from .errors import BootTimeout, ChannelError, GuestPanic, MachineError, QemuExited
+from .errors import BootTimeout, ChannelError, GuestHang, GuestPanic, MachineError, QemuExited
 from .guestmem import ShmMemory
 from .initramfs import MODULE_FAILED, READY, build_initramfs
 from .kbuild import KernelBuild
@@ -95,6 +95,7 @@ class Machine:
         self.memory: ShmMemory | None = None
         self.info: BootInfo | None = None
         self.spec: MachineSpec | None = None
+        self._barriers = 0
 
     def __enter__(self) -> "Machine":
         return self.start()
@@ -193,6 +194,49 @@ class Machine:
         if self.rundir.exists():
             shutil.rmtree(self.rundir, ignore_errors=True)
         self.ssh, self.qmp, self.memory = None, None, None
+
+    def barrier(self, timeout: float = 10.0) -> bool:
+        """Write a token to /dev/kmsg and wait for it on the console: every kernel message
+        printed before it is then in `self.console` (printk is ordered)."""
+        if not self.alive or self.ssh is None or self.console is None:
+            return False
+        self._barriers += 1
+        token = f"iopt-hil-barrier-{os.getpid()}-{self._barriers}"
+        start = self.console.mark()
+        try:
+            self.ssh.run(f"echo {token} > /dev/kmsg", timeout=timeout)
+        except ChannelError:
+            return False
+        return self.console.wait_for(re.compile(re.escape(token)), timeout, start) is not None
+
+    def hang_evidence(self, samples: int = 5, interval: float = 0.3,
+                      window: int = 256) -> str | None:
+        """Evidence that the guest stopped making progress: no console output during the
+        sampling and every vCPU's program counter stuck within `window` bytes."""
+        if not self.alive or self.qmp is None or self.console is None:
+            return None
+        started = time.monotonic()
+        try:
+            pcs = []
+            for _ in range(samples):
+                pcs.append(self.qmp.program_counters())
+                time.sleep(interval)
+        except ChannelError:
+            return None
+        quiet = time.monotonic() - self.console.last_output()
+        stuck = all(max(cpu) - min(cpu) < window for cpu in zip(*pcs))
+        if not stuck or quiet < time.monotonic() - started:
+            return None
+        per_cpu = ", ".join(f"CPU{i}: {min(c):#x}..{max(c):#x}" for i, c in enumerate(zip(*pcs)))
+        return (f"no console output for {quiet:.1f} s and every vCPU stuck over {samples} "
+                f"samples {interval} s apart ({per_cpu})")
+
+    def raise_if_hung(self) -> None:
+        """Called when a guest request missed its deadline: a hang, or merely slow?"""
+        evidence = self.hang_evidence()
+        if evidence is not None:
+            assert self.console is not None
+            raise GuestHang(f"guest hung: {evidence}", self.console.tail())
 
     def require_ssh(self) -> SshChannel:
         if self.ssh is None:

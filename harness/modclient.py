@@ -11,8 +11,10 @@ import enum
 import itertools
 import re
 import shlex
+import socket
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import paramiko
 
@@ -20,7 +22,7 @@ from .errors import ChannelError, ModuleError
 from .initramfs import DEBUGFS_CTL
 from .ssh import SshChannel
 
-PROTOCOL = 1
+PROTOCOL = 2
 _SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
 
 
@@ -100,8 +102,11 @@ def req(verb: str, **args: int | Prot | str) -> str:
 
 
 class ModuleClient:
-    def __init__(self, ssh: SshChannel, timeout: float = 120.0) -> None:
+    def __init__(self, ssh: SshChannel, timeout: float = 120.0,
+                 on_timeout: Callable[[], None] | None = None) -> None:
+        """`on_timeout` runs when a reply misses its deadline (e.g. to look for a guest hang)."""
         self.timeout = timeout
+        self.on_timeout = on_timeout
         try:
             self._chan = ssh.transport().open_session(timeout=10)
             self._chan.settimeout(timeout)
@@ -116,12 +121,16 @@ class ModuleClient:
 
     def _readline(self, deadline: float) -> str:
         while b"\n" not in self._buf:
-            if time.monotonic() > deadline:
-                raise ChannelError("guest shell timed out")
             try:
-                chunk = self._chan.recv(65536)
+                chunk = self._chan.recv(65536) if time.monotonic() < deadline else None
+            except socket.timeout:
+                chunk = None
             except OSError as exc:
                 raise ChannelError(f"guest shell failed: {exc}") from exc
+            if chunk is None:
+                if self.on_timeout is not None:
+                    self.on_timeout()
+                raise ChannelError(f"no reply from the guest within {self.timeout:.0f} s")
             if not chunk:
                 raise ChannelError("guest shell closed (did the guest crash?)")
             self._buf += chunk

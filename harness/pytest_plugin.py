@@ -9,12 +9,13 @@ from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
-from .errors import HarnessError
+from .errors import ChannelError, HarnessError, MachineError
 from .machine import Machine
 from .modclient import PROTOCOL, ModuleClient
 from .pipeline import BuildRequest, Prepared, prepare
 from .qmp import QmpChannel
 from .ssh import SshChannel
+from .kernel_health import TestWatch
 from .tables import GuestTable
 
 
@@ -31,6 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "guest: needs a booted guest (builds a kernel first)")
+    config.addinivalue_line("markers", "deadline(seconds): per-request deadline for the module "
+                            "client; a missed one is checked for a guest hang")
+    config.addinivalue_line("markers", "expect_splat(kind, match=None, count=1): the test must "
+                            "cause exactly `count` such kernel splats (e.g. 'warning')")
 
 
 class GuestManager:
@@ -58,6 +63,24 @@ class GuestManager:
                 self.boot_error = exc
                 raise
         return self.machine
+
+    def healthy(self) -> bool:
+        """Alive and the module still answers (a hung request holds its lock forever)."""
+        machine = self.machine
+        if machine is None or not machine.alive or machine.ssh is None:
+            return False
+        try:
+            client = ModuleClient(machine.ssh, timeout=15)
+            try:
+                return client.version() == PROTOCOL
+            finally:
+                client.close()
+        except HarnessError:
+            return False
+
+    def discard(self) -> None:
+        """Stop a dead or hung guest; the next test boots a fresh one."""
+        self.close()
 
     def close(self) -> None:
         if self.machine is not None:
@@ -100,14 +123,41 @@ def guest_manager(kernel_build: Prepared, pytestconfig: pytest.Config,
 
 @pytest.fixture
 def guest(guest_manager: GuestManager, request: pytest.FixtureRequest) -> Iterator[Machine]:
+    """The running guest; its console is watched for splats during the test."""
     machine = guest_manager.get()
     assert machine.console is not None
-    mark = machine.console.mark()
+    watch = TestWatch(machine, machine.console.mark())
+    request.node.stash[WATCH_KEY] = watch
     yield machine
-    request.node.stash[CONSOLE_KEY] = "\n".join(line.text for line in machine.console.since(mark))
+    if request.node.stash.get(BROKEN_KEY, False) or not guest_manager.healthy():
+        guest_manager.discard()
 
 
-CONSOLE_KEY = pytest.StashKey[str]()
+WATCH_KEY = pytest.StashKey[TestWatch]()
+BROKEN_KEY = pytest.StashKey[bool]()  # the test hung or crashed the guest
+
+
+@pytest.fixture
+def kernel_log(guest: Machine, request: pytest.FixtureRequest) -> TestWatch:
+    """`with kernel_log.expect("warning", match="io-pgtable-arm"): ...` declares a splat."""
+    watch: TestWatch = request.node.stash[WATCH_KEY]
+    return watch
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """After a guest test passes, any splat it did not declare fails it, quoted whole."""
+    result = yield
+    watch = item.stash.get(WATCH_KEY, None)
+    if watch is None or not watch.machine.alive:
+        return result
+    for mark in item.iter_markers("expect_splat"):
+        watch.check_expected(mark.args[0], mark.kwargs.get("match"), mark.kwargs.get("count", 1))
+    bad = watch.unexpected()
+    if bad:
+        pytest.fail(f"{len(bad)} kernel splat(s) during the test:\n\n"
+                    + "\n\n".join(s.text for s in bad), pytrace=False)
+    return result
 
 
 @pytest.fixture
@@ -122,8 +172,11 @@ def ssh(guest: Machine) -> SshChannel:
 
 
 @pytest.fixture
-def module(ssh: SshChannel) -> Iterator[ModuleClient]:
-    client = ModuleClient(ssh)
+def module(ssh: SshChannel, guest: Machine,
+           request: pytest.FixtureRequest) -> Iterator[ModuleClient]:
+    deadline = request.node.get_closest_marker("deadline")
+    client = ModuleClient(ssh, timeout=float(deadline.args[0]) if deadline else 120.0,
+                          on_timeout=guest.raise_if_hung)
     if client.version() != PROTOCOL:
         pytest.fail(f"guest module speaks protocol {client.version()}, harness expects {PROTOCOL}")
     yield client
@@ -131,7 +184,8 @@ def module(ssh: SshChannel) -> Iterator[ModuleClient]:
 
 
 @pytest.fixture
-def pgtable(module: ModuleClient, guest: Machine) -> Iterator[Callable[..., GuestTable]]:
+def pgtable(module: ModuleClient, guest: Machine,
+            request: pytest.FixtureRequest) -> Iterator[Callable[..., GuestTable]]:
     """Factory: `pgtable(ias=48, oas=48, pgsizes=0x40201000)`; every table is destroyed after."""
     made: list[GuestTable] = []
 
@@ -142,18 +196,28 @@ def pgtable(module: ModuleClient, guest: Machine) -> Iterator[Callable[..., Gues
         return table
 
     yield make
-    if guest.alive:
-        for table in made:
-            table.destroy()
+    if guest.alive and not request.node.stash.get(BROKEN_KEY, False):
+        try:
+            for table in made:
+                table.destroy()
+        except HarnessError:
+            pass  # a hung or crashed guest is discarded by the `guest` fixture
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "teardown" and CONSOLE_KEY in item.stash:
-        text = item.stash[CONSOLE_KEY]
-        if text and (report.failed or getattr(item, "_iopt_failed", False)):
-            report.sections.append(("guest console during this test", text))
-    if report.when == "call" and report.failed:
-        item._iopt_failed = True  # type: ignore[attr-defined]
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, pytest.TestReport, pytest.TestReport]:
+    """A failed guest test carries what the guest printed during it (and a crash is noted so
+    the guest is replaced rather than reused)."""
+    report = yield
+    watch = item.stash.get(WATCH_KEY, None)
+    if report.when == "call" and report.failed and watch is not None:
+        if call.excinfo is not None and call.excinfo.errisinstance((MachineError, ChannelError)):
+            item.stash[BROKEN_KEY] = True
+        console = watch.machine.console
+        if console is not None:
+            if not watch.machine.alive:
+                console.join(2.0)  # QEMU exited: let the reader drain the last lines
+            text = "\n".join(line.text for line in console.since(watch.start))
+            report.sections.append(("guest console during this test", text or "(nothing)"))
+    return report

@@ -22,6 +22,7 @@
 //! unmap id=N iova=A pgsize=S pgcount=C
 //! unmap_unchecked id=N iova=A pgsize=S pgcount=C
 //! iova_to_phys id=N iova=A
+//! trigger what=warn|panic|hang      (harness self-tests: a WARN, a panic, a hard hang)
 //! ```
 //!
 //! Replies: `<index> <verb> ret=<errno or 0> [src=check|pgtable] [key=value ...]`. `src=check`
@@ -36,9 +37,9 @@ use kernel::{
     device::{Bound, Device},
     faux,
     iommu::pgtable::{prot, Config, IoPageTable, ARM64LPAES1},
-    new_mutex,
+    new_mutex, new_spinlock_irq,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, SpinLockIrq},
     uaccess::UserSliceReader,
 };
 
@@ -51,7 +52,7 @@ module! {
 }
 
 /// Bumped whenever the request grammar changes; the host client checks it.
-const PROTOCOL: u32 = 1;
+const PROTOCOL: u32 = 2;
 const MAX_BATCH: usize = 1 << 20;
 const MAX_REPLY_SLOTS: usize = 64;
 const MAX_TABLES: usize = 256;
@@ -93,6 +94,8 @@ struct State {
     dev: &'static Device<Bound>,
     #[pin]
     inner: Mutex<Inner>,
+    #[pin]
+    spin: SpinLockIrq<(u64,)>,
 }
 
 struct IoptHil {
@@ -114,6 +117,7 @@ impl kernel::Module for IoptHil {
         let state = pin_init!(State {
             dev,
             inner <- new_mutex!(Inner { next_id: 1, tables: KVec::new(), replies: KVec::new() }),
+            spin <- new_spinlock_irq!((0,)),
         });
         let ctl = KBox::pin_init(
             dir.read_write_callback_file(c"ctl", state, &show_reply, &run_batch),
@@ -170,6 +174,7 @@ enum Verb {
     Unmap,
     UnmapUnchecked,
     IovaToPhys,
+    Trigger,
 }
 
 impl Verb {
@@ -185,6 +190,7 @@ impl Verb {
             "unmap" => Verb::Unmap,
             "unmap_unchecked" => Verb::UnmapUnchecked,
             "iova_to_phys" => Verb::IovaToPhys,
+            "trigger" => Verb::Trigger,
             _ => return None,
         })
     }
@@ -201,6 +207,7 @@ impl Verb {
             Verb::Unmap => "unmap",
             Verb::UnmapUnchecked => "unmap_unchecked",
             Verb::IovaToPhys => "iova_to_phys",
+            Verb::Trigger => "trigger",
         }
     }
 
@@ -215,12 +222,16 @@ impl Verb {
             }
             Verb::Unmap | Verb::UnmapUnchecked => (&["id", "iova", "pgsize", "pgcount"], &[]),
             Verb::IovaToPhys => (&["id", "iova"], &[]),
+            Verb::Trigger => (&["what"], &[]),
         }
     }
 }
 
 const KEYS: [&str; 11] =
-    ["id", "iova", "paddr", "pgsize", "pgcount", "prot", "ias", "oas", "pgsizes", "quirks", ""];
+    ["id", "iova", "paddr", "pgsize", "pgcount", "prot", "ias", "oas", "pgsizes", "quirks", "what"];
+const TRIGGER_WARN: u64 = 1;
+const TRIGGER_PANIC: u64 = 2;
+const TRIGGER_HANG: u64 = 3;
 
 /// One parsed request: the verb and a value for each key in `KEYS` (None if absent).
 struct Req {
@@ -292,7 +303,16 @@ fn parse_line(line: &str, why: &mut &'static str) -> Option<Req> {
             *why = "key given twice";
             return None;
         }
-        let parsed = if key == "prot" { parse_prot(val) } else { parse_num(val) };
+        let parsed = match key {
+            "prot" => parse_prot(val),
+            "what" => match val {
+                "warn" => Some(TRIGGER_WARN),
+                "panic" => Some(TRIGGER_PANIC),
+                "hang" => Some(TRIGGER_HANG),
+                _ => None,
+            },
+            _ => parse_num(val),
+        };
         let Some(num) = parsed else {
             *why = "bad value";
             return None;
@@ -389,6 +409,7 @@ fn execute(state: &State, req: &Req, out: &mut Out) -> core::fmt::Result {
                 None => refuse(out, ENOENT, "no such table"),
             }
         }
+        Verb::Trigger => trigger(state, req.get("what"), out),
         Verb::Map | Verb::MapUnchecked => map(state, req, out),
         Verb::Unmap | Verb::UnmapUnchecked => unmap(state, req, out),
         Verb::IovaToPhys => {
@@ -648,4 +669,28 @@ fn unmap(state: &State, req: &Req, out: &mut Out) -> core::fmt::Result {
         }
     }
     writeln!(out, "ret=0 src=pgtable unmapped={:#x}", unmapped)
+}
+
+/// Deliberate faults, so the harness can show it notices them. Never used by contract tests.
+fn trigger(state: &State, what: u64, out: &mut Out) -> core::fmt::Result {
+    match what {
+        TRIGGER_WARN => {
+            kernel::warn_on!(true);
+            writeln!(out, "ret=0")
+        }
+        TRIGGER_PANIC => panic!("iopt_hil: panic requested through debugfs"),
+        _ => {
+            // Spin with interrupts off on this CPU, holding the state lock so that every other
+            // request blocks behind it too.
+            let _inner = state.inner.lock();
+            let lock = state.spin.lock();
+            loop {
+                core::hint::spin_loop();
+                if lock.0 == u64::MAX {
+                    break;
+                }
+            }
+            writeln!(out, "ret=0")
+        }
+    }
 }

@@ -10,7 +10,8 @@ HarnessError
  │    ├── BootTimeout, GuestPanic, GuestHang, QemuExited
  ├── ChannelError     QMP or SSH failed
  ├── ModuleError      the debugfs test module answered outside its grammar
- └── WalkError        a page table read from guest memory is malformed
+ ├── WalkError        a page table read from guest memory is malformed
+ └── ContractViolation the kernel broke the io_pgtable contract (e.g. Ok with nothing mapped)
 """
 from __future__ import annotations
 
@@ -75,4 +76,8 @@ class ModuleError(HarnessError):
 
 
 class WalkError(HarnessError):
+    pass
+
+
+class ContractViolation(HarnessError):
     pass

@@ -18,7 +18,7 @@ from typing import Callable
 
 import paramiko
 
-from .errors import ChannelError, ModuleError
+from .errors import ChannelError, ContractViolation, ModuleError
 from .initramfs import DEBUGFS_CTL
 from .ssh import SshChannel
 
@@ -86,6 +86,14 @@ def parse_reply(line: str) -> Reply:
         raise ModuleError(f"reply outside the grammar: {line!r}")
     kv = dict(w.split("=", 1) for w in words[2:] if "=" in w)
     return Reply(int(words[0]), words[1], int(kv.pop("ret")), kv.pop("src", ""), kv, line)
+
+
+def check_contract(request: str, reply: Reply) -> None:
+    """Checked on every reply the suite ever sees: map_pages must never report success
+    without progress (the caller would retry forever)."""
+    if reply.verb.startswith("map") and reply.src == "pgtable" and reply.ret == 0 \
+            and int(reply.fields.get("mapped", "0"), 0) == 0:
+        raise ContractViolation(f"map_pages returned Ok with mapped == 0 for: {request}")
 
 
 def req(verb: str, **args: int | Prot | str) -> str:
@@ -168,6 +176,8 @@ class ModuleClient:
         replies = [parse_reply(line) for line in lines]
         if len(replies) != len(requests):
             raise ModuleError(f"{len(requests)} requests but {len(replies)} replies: {lines}")
+        for request, reply in zip(requests, replies):
+            check_contract(request, reply)
         return replies
 
     def request(self, line: str) -> Reply:

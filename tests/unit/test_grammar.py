@@ -27,3 +27,14 @@ def test_reply_numbers_are_hex_or_decimal():
 def test_replies_outside_the_grammar_raise(line):
     with pytest.raises(ModuleError):
         parse_reply(line)
+
+
+def test_ok_with_nothing_mapped_is_a_contract_violation():
+    from harness.errors import ContractViolation
+    from harness.modclient import check_contract
+
+    check_contract("map ...", parse_reply("0 map ret=0 src=pgtable mapped=0x1000"))
+    check_contract("map ...", parse_reply("0 map ret=-22 src=pgtable mapped=0x0"))
+    check_contract("map ...", parse_reply("0 map ret=-22 src=check why=x"))
+    with pytest.raises(ContractViolation):
+        check_contract("map ...", parse_reply("0 map_unchecked ret=0 src=pgtable mapped=0x0"))

@@ -29,6 +29,7 @@ KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("oops", re.compile(r"^Internal error: |^Unable to handle kernel |^Oops")),
     ("bug", re.compile(r"^(kernel BUG at |BUG: )")),
     ("panic", re.compile(r"^Kernel panic - not syncing")),
+    ("iommu-fault", re.compile(r"^arm-smmu-v3 \S+: event: F_\w+ |^arm-smmu-v3 \S+: event 0x[0-9a-f]+ received")),
     ("rust-panic", re.compile(r"^rust_kernel: panicked at ")),
 ]
 END_TRACE = re.compile(r"---\[ end (trace [0-9a-f]+|Kernel panic)")
@@ -84,7 +85,9 @@ def _continues(kind: str, line: str) -> bool:
     """'Unable to handle kernel ...' and 'kernel BUG at' are followed by their own
     'Internal error: Oops' line, and a Rust panic by the BUG it turns into: one report each."""
     nxt = kind_of(line)
-    return (kind in ("oops", "bug") and nxt == "oops") or (kind == "rust-panic" and nxt in ("bug", "oops"))
+    return ((kind in ("oops", "bug") and nxt == "oops")
+            or (kind == "rust-panic" and nxt in ("bug", "oops"))
+            or (kind == "iommu-fault" and nxt == "iommu-fault" and "event: F_" in line))
 
 
 def matching(splats: Iterable[Splat], kind: str, pattern: str | None = None) -> list[Splat]:

@@ -50,9 +50,9 @@ def test_lockdep_is_not_a_plain_warning():
     assert splat.kind == "lockdep"
 
 
-def test_hung_task_rcu_stall_kmemleak_ubsan_in_order():
+def test_hung_task_rcu_stall_kmemleak_ubsan_smmu_fault_in_order():
     kinds = [s.kind for s in classify(lines("hung-rcu-kmemleak-ubsan.log"))]
-    assert kinds == ["hung-task", "rcu-stall", "kmemleak", "ubsan"]
+    assert kinds == ["hung-task", "rcu-stall", "kmemleak", "ubsan", "iommu-fault"]
 
 
 @pytest.mark.parametrize("line,kind", [

@@ -1,0 +1,41 @@
+"""The io-pgtable-arm selftest matrix, checked from outside: page-size sets x (ias <= oas) pairs,
+each page size at the start and at the last largest page of the input space."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from harness.modclient import req
+
+pytestmark = pytest.mark.guest
+
+SETS = {"4K|2M|1G": 0x4020_1000, "16K|32M": 0x0200_4000, "64K|512M": 0x2001_0000}
+BITS = (32, 36, 40, 42, 44, 48)
+CASES = [(name, ias, oas) for name in SETS for ias, oas in itertools.product(BITS, BITS) if ias <= oas]
+
+
+@pytest.mark.parametrize("name,ias,oas", CASES, ids=[f"{n}-ias{i}-oas{o}" for n, i, o in CASES])
+def test_matrix(pgtable, module, name, ias, oas):
+    table = pgtable(ias=ias, oas=oas, pgsizes=SETS[name])
+    sizes = [1 << b for b in range(64) if table.info.pgsizes >> b & 1]
+    largest = sizes[-1]
+    for size in sizes:
+        # each page size at the start of the input space and at its last largest page,
+        # pointing at the start and at the last largest page of the output space
+        placements = [(0, (1 << oas) - largest, size), ((1 << ias) - largest, 0, size)]
+        replies = module.batch([req("map", id=table.id, iova=i, paddr=p, pgsize=s, pgcount=1,
+                                    prot="read|write") for i, p, s in placements])
+        assert [(r.ret, r.num("mapped")) for r in replies] == [(0, size)] * 2, replies
+        w = table.walk()
+        assert w.problems == [], w.problems
+        phys = module.batch([req("iova_to_phys", id=table.id, iova=i + 42) for i, _, _ in placements])
+        for (iova, paddr, _), reply in zip(placements, phys):
+            leaf = w.leaf_at(iova)
+            assert leaf is not None and (leaf.iova, leaf.size) == (iova, size), \
+                f"iova {iova:#x}: {leaf.describe() if leaf else 'no leaf'}"
+            assert w.translate(iova + 42) == paddr + 42 == reply.num("phys"), leaf.describe()
+        unmapped = module.batch([req("unmap", id=table.id, iova=i, pgsize=size, pgcount=1)
+                                 for i, _, _ in placements])
+        assert [r.num("unmapped") for r in unmapped] == [size, size]
+        assert table.walk().empty

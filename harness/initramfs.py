@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .buildroot import BuildRoot, locked, remove_tree
 from .cpio import CpioWriter, Member, members_from_dir
@@ -69,7 +69,7 @@ def guest_sysroot(root: BuildRoot, progress: Callable[[str], None] = print) -> P
     return dest / "sysroot"
 
 
-def base_members(sysroot: Path, module: Path) -> list[Member]:
+def base_members(sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()) -> list[Member]:
     members = [Member.directory(d) for d in ("etc", "proc", "sys", "dev", "root", "tmp", "run", "var")]
     # trixie is merged-/usr: the packages ship /usr/bin etc., the top-level names are links.
     members += [Member.symlink(link, f"usr/{link}") for link in ("bin", "sbin", "lib")]
@@ -79,6 +79,8 @@ def base_members(sysroot: Path, module: Path) -> list[Member]:
     members += [
         Member.directory("usr/lib/modules"),
         Member.file("usr/lib/modules/iopt_hil.ko", module.read_bytes()),
+        Member.directory("usr/lib/modules/kunit"),
+        *[Member.file(f"usr/lib/modules/kunit/{m.name}", m.read_bytes()) for m in extra_modules],
         Member.file("init", INIT.encode(), 0o755),
         Member.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
         Member.file("etc/group", b"root:x:0:\n"),
@@ -93,12 +95,12 @@ def base_members(sysroot: Path, module: Path) -> list[Member]:
     return members
 
 
-def write_base(path: Path, sysroot: Path, module: Path) -> None:
+def write_base(path: Path, sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()) -> None:
     if not (sysroot / "usr/bin/busybox").exists() or not (sysroot / "usr/sbin/dropbear").exists():
         raise ImageError(f"{sysroot} lacks busybox or dropbear")
     buf = io.BytesIO()
     writer = CpioWriter(buf)
-    for member in base_members(sysroot, module):
+    for member in base_members(sysroot, module, extra_modules):
         writer.add(member)
     writer.close()
     path.write_bytes(buf.getvalue())
@@ -114,15 +116,17 @@ def write_run_part(path: Path, authorized_key: str) -> None:
 
 
 def build_initramfs(root: BuildRoot, module: Path, rundir: Path, authorized_key: str,
-                    progress: Callable[[str], None] = print) -> Path:
+                    progress: Callable[[str], None] = print,
+                    extra_modules: Sequence[Path] = ()) -> Path:
     """Base archive (cached by module content) + per-run key archive, concatenated."""
     sysroot = guest_sysroot(root, progress)
-    digest = hashlib.sha256(module.read_bytes() + INIT.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(m.read_bytes() for m in (module, *extra_modules))
+                            + INIT.encode()).hexdigest()[:16]
     base = root.cache / "guest" / f"base-{digest}.cpio"
     with locked(root.cache / "guest.lock"):
         if not base.exists():
             tmp = base.with_suffix(".tmp")
-            write_base(tmp, sysroot, module)
+            write_base(tmp, sysroot, module, extra_modules)
             tmp.rename(base)
     run_part = rundir / "run.cpio"
     write_run_part(run_part, authorized_key)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import kconfig
+from . import elfcheck, kconfig
 from .buildroot import locked
 from .errors import BuildError, ConfigError, ToolchainError
 from .toolchain import Bind, Toolchain
@@ -41,10 +41,13 @@ class KernelBuild:
     rebuilt: bool
     seconds: float
     log: Path
+    build_id: str = ""
+    kunit_modules: tuple[Path, ...] = ()
 
     def provenance(self) -> dict[str, str]:
         return {"tree": self.identity.describe(), "kernel_release": self.release,
                 "fragments": ",".join(self.fragments), "build_key": self.key,
+                "build_id": self.build_id,
                 **{f"toolchain.{k}": v for k, v in self.toolchain.items()}}
 
 
@@ -108,9 +111,11 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
                         "API (see the compiler errors below)", str(log), exc.tail) from exc
             stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity)}))
         release = (out / "include/config/kernel.release").read_text().strip()
+        elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
+        kunit = tuple(elfcheck.kunit_modules(out))
     return KernelBuild(key, out, artifacts[0], artifacts[1], artifacts[2], release, identity,
                        tuple(p.stem for p in paths), toolchain.info.versions, rebuilt,
-                       time.monotonic() - started, log)
+                       time.monotonic() - started, log, elfcheck.build_id(artifacts[1]), kunit)
 
 
 def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Path, bdir: Path,

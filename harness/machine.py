@@ -114,7 +114,8 @@ class Machine:
         sweep_stale()
         started = time.monotonic()
         pubkey = make_key(self.key_path)
-        initrd = build_initramfs(self.root, self.build.module, self.rundir, pubkey, self.progress)
+        initrd = build_initramfs(self.root, self.build.module, self.rundir, pubkey, self.progress,
+                                 self.build.kunit_modules)
         shm = Path("/dev/shm") / f"{SHM_PREFIX}{os.getpid()}-{self.rundir.name[len(RUN_PREFIX):]}"
         self.spec = MachineSpec(kernel=self.build.image, initrd=initrd, rundir=self.rundir,
                                 shm_path=shm, memory_mib=self.memory_mib, smp=self.smp,

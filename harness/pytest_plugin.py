@@ -15,6 +15,7 @@ from .modclient import PROTOCOL, ModuleClient
 from .pipeline import BuildRequest, Prepared, prepare
 from .qmp import QmpChannel
 from .ssh import SshChannel
+from . import kunit
 from .kernel_health import TestWatch
 from .tables import GuestTable
 
@@ -28,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="extra config fragment from guest-kernel-config/ (repeatable)")
     group.addoption("--results", type=Path, default=Path("results"),
                     help="directory for console logs")
+    group.addoption("--no-kunit", action="store_true",
+                    help="do not collect KUnit suites (*.kunit files boot a guest at collection)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,8 +91,22 @@ class GuestManager:
             self.machine = None
 
 
+PREPARED_KEY = pytest.StashKey[Prepared]()
+
+
+def prepared_for(config: pytest.Config) -> Prepared:
+    """One build per session, shared by the fixtures and the KUnit collector."""
+    if PREPARED_KEY not in config.stash:
+        config.stash[PREPARED_KEY] = _prepare(config)
+    return config.stash[PREPARED_KEY]
+
+
 @pytest.fixture(scope="session")
 def kernel_build(pytestconfig: pytest.Config) -> Prepared:
+    return prepared_for(pytestconfig)
+
+
+def _prepare(pytestconfig: pytest.Config) -> Prepared:
     request = BuildRequest(tree=pytestconfig.getoption("--tree"),
                            toolchain=pytestconfig.getoption("--toolchain"),
                            fragments=tuple(pytestconfig.getoption("--kconfig")))
@@ -221,3 +238,73 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             text = "\n".join(line.text for line in console.since(watch.start))
             report.sections.append(("guest console during this test", text or "(nothing)"))
     return report
+
+
+class KunitFailure(Exception):
+    """A KUnit case reported `not ok` (or never reported)."""
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".kunit":
+        return KunitFile.from_parent(parent, path=file_path)
+    return None
+
+
+class KunitFile(pytest.File):
+    """A list of KUnit module globs; each KUnit case they report becomes one pytest item.
+
+    Collection builds the kernel (if needed), boots a guest and runs the suites, because the
+    cases are only known once KUnit has listed them.
+    """
+
+    def collect(self) -> Iterator[pytest.Item]:
+        if self.config.getoption("--no-kunit"):
+            return
+        patterns = [line.strip() for line in self.path.read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+        try:
+            prepared = prepared_for(self.config)
+            modules = kunit.select(prepared.build.kunit_modules, patterns)
+            if not modules:
+                raise HarnessError(f"no KUnit module in this build matches {patterns} (built: "
+                                   f"{[m.stem for m in prepared.build.kunit_modules]})")
+            log_dir = self.config.getoption("--results").resolve() / "kunit"
+            with Machine(prepared.build, prepared.root, log_dir=log_dir,
+                         progress=lambda m: None) as machine:
+                runs = [kunit.boot_suites(machine)]  # built-in suites ran while booting
+                runs += [kunit.run_module(machine, module) for module in modules]
+        except HarnessError as exc:
+            yield KunitItem.from_parent(self, name="setup", status="failed", detail=str(exc))
+            return
+        for run in runs:
+            for result in run.document.results + run.document.orphans:
+                for path, leaf in result.leaves():
+                    detail = "\n".join(leaf.diagnostics) or leaf.reason
+                    yield KunitItem.from_parent(self, name=f"{run.module}::{path}",
+                                                status=leaf.status, detail=detail)
+            if run.module != "boot" and (not run.document.complete or run.load_status != 0):
+                yield KunitItem.from_parent(
+                    self, name=f"{run.module}::complete", status="failed",
+                    detail=f"KTAP incomplete or insmod failed ({run.load_status}):\n{run.console[-4000:]}")
+
+
+class KunitItem(pytest.Item):
+    def __init__(self, *, status: str, detail: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.status, self.detail = status, detail
+        self.add_marker(pytest.mark.guest)
+
+    def runtest(self) -> None:
+        if self.status == "skipped":
+            pytest.skip(self.detail or "skipped by KUnit")
+        if self.status != "passed":
+            raise KunitFailure(self.detail or "KUnit reported not ok")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, KunitFailure):
+            return f"KUnit: {self.name}\n{excinfo.value}"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"kunit {self.name}"

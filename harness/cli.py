@@ -87,6 +87,19 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mutate(args: argparse.Namespace) -> int:
+    from . import mutate
+    from .buildroot import BuildRoot
+    from .tree import default_tree
+
+    cache = cache_root()
+    root = BuildRoot(cache).ensure(log)
+    clean, outcomes = mutate.run(default_tree(root), cache, log, args.only)
+    print(mutate.table(clean, outcomes))
+    survived = [o for o in outcomes if o.built and not o.suite_failed]
+    return 1 if survived or clean.suite_failed or not clean.built else 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     cache = cache_root()
     for stale in sweep_stale():
@@ -121,6 +134,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "shell":
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
         sp.set_defaults(func=func)
+    sp = sub.add_parser("mutate", help="mutation self-check: wrong one-line changes to a copy "
+                        "of the default tree must each fail the suite")
+    sp.add_argument("--only", action="append", help="run mutants whose name contains this")
+    sp.set_defaults(func=cmd_mutate)
     sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees too)")
     sp.add_argument("--all", action="store_true")
     sp.set_defaults(func=cmd_clean)

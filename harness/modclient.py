@@ -145,6 +145,20 @@ class ModuleClient:
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode(errors="replace")
 
+    def shell(self, script: str) -> list[str]:
+        """Run `script` in this client's own guest shell (same process as its requests: e.g.
+        `echo 1 > /proc/self/make-it-fail` arms fault injection for this client only)."""
+        nonce = next(self._nonce)
+        try:
+            self._chan.sendall(f"{script}\necho '@@END {nonce}'\n".encode())
+        except OSError as exc:
+            raise ChannelError(f"guest shell failed: {exc}") from exc
+        deadline = time.monotonic() + self.timeout
+        lines = []
+        while (line := self._readline(deadline)) != f"@@END {nonce}":
+            lines.append(line)
+        return lines
+
     def raw(self, text: str) -> tuple[int, list[str]]:
         """Write `text` as one batch; returns (write's exit status, reply lines). No checks."""
         nonce = next(self._nonce)

@@ -1,0 +1,124 @@
+"""Mutation self-check: deliberately wrong one-line changes to a private copy of the default
+tree's io-pgtable-arm.c and Rust wrapper; the suite must fail on every one (and pass clean).
+
+The copy lives in the cache and is built once; each mutant is then an incremental rebuild.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .buildroot import locked
+from .tree import KernelTree
+
+REPO = Path(__file__).resolve().parent.parent
+C_FILE = "drivers/iommu/io-pgtable-arm.c"
+RUST_FILE = "rust/kernel/iommu/pgtable.rs"
+SUITE = ["tests/guest/test_map_basic.py", "tests/guest/test_contract.py",
+         "tests/guest/test_matrix.py"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str  # exactly one occurrence in the file
+    new: str
+
+
+MUTANTS = [
+    Mutant("read-only bit inverted", C_FILE,
+           "if (!(prot & IOMMU_WRITE) && (prot & IOMMU_READ))",
+           "if ((prot & IOMMU_WRITE) && (prot & IOMMU_READ))"),
+    Mutant("NOEXEC ignored", C_FILE, "\tif (prot & IOMMU_NOEXEC)", "\tif (0 && (prot & IOMMU_NOEXEC))"),
+    Mutant("CACHE maps non-cacheable", C_FILE, "pte |= (ARM_LPAE_MAIR_ATTR_IDX_CACHE",
+           "pte |= (ARM_LPAE_MAIR_ATTR_IDX_NC"),
+    Mutant("cacheable not inner-shareable", C_FILE, "\t\tpte |= ARM_LPAE_PTE_SH_IS;",
+           "\t\tpte |= ARM_LPAE_PTE_SH_OS;"),
+    Mutant("mapped counts one page", C_FILE, "*mapped += num_entries * size;", "*mapped += size;"),
+    Mutant("Rust map_pages shifts paddr", RUST_FILE, "                paddr,\n",
+           "                paddr + 4096,\n"),
+    Mutant("Rust unmap_pages one page only", RUST_FILE,
+           "(unmap_pages)(self.raw_ops(), iova, pgsize, pgcount,",
+           "(unmap_pages)(self.raw_ops(), iova, pgsize, 1,"),
+    Mutant("Rust mair() shifted", RUST_FILE, "__bindgen_anon_1.arm_lpae_s1_cfg.mair }",
+           "__bindgen_anon_1.arm_lpae_s1_cfg.mair >> 8 }"),
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    built: bool
+    suite_failed: bool
+    seconds: float
+
+    @property
+    def verdict(self) -> str:
+        if not self.built:
+            return "build failed (not counted)"
+        return "killed" if self.suite_failed else "SURVIVED"
+
+
+def private_copy(source: KernelTree, cache: Path) -> Path:
+    """A copy of the default tree that only this command edits (made once)."""
+    dest = cache / "mutation" / "tree"
+    with locked(cache / "mutation.lock"):
+        if not (dest / ".copied").exists():
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(source.path, dest, symlinks=True)
+            (dest / ".copied").write_text(str(source.path))
+    return dest
+
+
+def _suite(tree: Path, extra: list[str]) -> tuple[bool, bool, float]:
+    """(built, suite failed, seconds) for one state of the tree."""
+    started = time.monotonic()
+    build = subprocess.run([sys.executable, "-m", "harness", "build", "--tree", str(tree)],
+                           cwd=REPO, capture_output=True, text=True)
+    if build.returncode != 0:
+        return False, True, time.monotonic() - started
+    run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                          "--no-kunit", "--tree", str(tree), *SUITE, *extra], cwd=REPO,
+                         capture_output=True, text=True)
+    return True, run.returncode != 0, time.monotonic() - started
+
+
+def run(source: KernelTree, cache: Path, log: Callable[[str], None] = print,
+        only: list[str] | None = None) -> tuple[Outcome, list[Outcome]]:
+    tree = private_copy(source, cache)
+    log(f"clean tree {tree}: building (first time: a full build) and running the suite")
+    built, failed, secs = _suite(tree, [])
+    clean = Outcome("clean tree", built, failed, secs)
+    log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
+    outcomes = []
+    for mutant in MUTANTS:
+        if only and not any(o in mutant.name for o in only):
+            continue
+        path = tree / mutant.path
+        original = path.read_text()
+        if original.count(mutant.old) != 1:
+            log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}; skipped")
+            continue
+        path.write_text(original.replace(mutant.old, mutant.new))
+        try:
+            built, failed, secs = _suite(tree, [])
+        finally:
+            path.write_text(original)
+        outcomes.append(Outcome(mutant.name, built, failed, secs))
+        log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)")
+    return clean, outcomes
+
+
+def table(clean: Outcome, outcomes: list[Outcome]) -> str:
+    rows = ["| mutant | verdict | seconds |", "| --- | --- | --- |",
+            f"| (clean tree) | {'passes' if clean.built and not clean.suite_failed else 'FAILS'} "
+            f"| {clean.seconds:.0f} |"]
+    rows += [f"| {o.name} | {o.verdict} | {o.seconds:.0f} |" for o in outcomes]
+    return "\n".join(rows)

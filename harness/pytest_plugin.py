@@ -4,6 +4,7 @@ The only pytest-aware module. Registered from the top-level conftest.py.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
 
@@ -65,7 +66,17 @@ class GuestManager:
             except HarnessError as exc:
                 self.boot_error = exc
                 raise
+            self._record_provenance(self.machine)
         return self.machine
+
+    def _record_provenance(self, machine: Machine) -> None:
+        """results/provenance.json: what was tested, with what, on which QEMU command line."""
+        assert machine.info is not None
+        record = dict(self.prepared.build.provenance(), guest_release=machine.info.release,
+                      qemu_argv=machine.info.qemu_argv, boots=self.boots,
+                      boot_seconds=round(machine.info.seconds_to_ready, 2))
+        self.log_root.mkdir(parents=True, exist_ok=True)
+        (self.log_root / "provenance.json").write_text(json.dumps(record, indent=1) + "\n")
 
     def healthy(self) -> bool:
         """Alive and the module still answers (a hung request holds its lock forever)."""

@@ -67,3 +67,13 @@ def test_cli_shell_runs_a_guest_command():
     leftovers = [p for p in Path("/tmp").glob(RUN_PREFIX + "*")
                  if (p / "owner").exists() and (p / "owner").read_text() == str(proc.pid)]
     assert leftovers == []
+
+
+def test_provenance_is_recorded(guest, pytestconfig):
+    import json
+
+    record = json.loads((pytestconfig.getoption("--results").resolve() / "provenance.json").read_text())
+    assert len(record["build_id"]) == 40 and record["kernel_release"] == guest.info.release
+    assert record["qemu_argv"][0] == "qemu-system-aarch64" and "iommu.strict=1" in " ".join(record["qemu_argv"])
+    for key in ("tree", "fragments", "toolchain.rustc", "toolchain.clang", "toolchain.qemu-system-arm"):
+        assert record[key], key

@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=doc)
         common(sp)
         if name in ("run", "selftest"):
-            sp.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+            sp.set_defaults(pytest_args=[])  # everything not an iopt-hil option goes to pytest
         if name == "shell":
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
         sp.set_defaults(func=func)
@@ -145,7 +145,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        if args.command_name not in ("run", "selftest"):
+            p.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.pytest_args = unknown  # e.g. `iopt-hil run -q -k 2M`
     try:
         return int(args.func(args))
     except HarnessError as exc:

@@ -38,3 +38,10 @@ def test_ok_with_nothing_mapped_is_a_contract_violation():
     check_contract("map ...", parse_reply("0 map ret=-22 src=check why=x"))
     with pytest.raises(ContractViolation):
         check_contract("map ...", parse_reply("0 map_unchecked ret=0 src=pgtable mapped=0x0"))
+
+
+def test_cli_passes_unknown_options_to_pytest_only_for_run_and_selftest():
+    from harness.cli import parser
+
+    args, unknown = parser().parse_known_args(["run", "-q", "-k", "2M", "--tree", "/t"])
+    assert str(args.tree) == "/t" and unknown == ["-q", "-k", "2M"]

@@ -50,10 +50,19 @@ def _pytest(paths: list[str], extra: list[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .reports import write_reports
+
     started = time.monotonic()
     prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
-    log(f"running the guest suite on {prepared.build.identity.describe()}")
-    rc = _pytest([str(REPO / "tests" / "guest")], _plugin_args(args) + args.pytest_args)
+    results = Path(args.results).resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
+    rc = _pytest([str(REPO / "tests" / "guest")], _plugin_args(args) + [
+        f"--results={results}", f"--junitxml={results / 'junit.xml'}"] + args.pytest_args)
+    if (results / "junit.xml").exists():
+        text, summary, kcidb = write_reports(results / "junit.xml", results)
+        print("\n" + text)
+        log(f"reports: {summary}, {kcidb}, {results / 'junit.xml'}")
     log(f"done in {time.monotonic() - started:.0f} s, pytest exit status {rc}; "
         f"tested {prepared.build.identity.describe()} ({prepared.build.release})")
     return rc
@@ -131,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
         common(sp)
         if name in ("run", "selftest"):
             sp.set_defaults(pytest_args=[])  # everything not an iopt-hil option goes to pytest
+        if name == "run":
+            sp.add_argument("--results", default="results", help="results directory")
         if name == "shell":
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
         sp.set_defaults(func=func)

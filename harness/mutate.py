@@ -57,6 +57,7 @@ class Outcome:
     built: bool
     suite_failed: bool
     seconds: float
+    first_failure: str = ""
 
     @property
     def verdict(self) -> str:
@@ -77,25 +78,26 @@ def private_copy(source: KernelTree, cache: Path) -> Path:
     return dest
 
 
-def _suite(tree: Path, extra: list[str]) -> tuple[bool, bool, float]:
-    """(built, suite failed, seconds) for one state of the tree."""
+def _suite(tree: Path, extra: list[str]) -> tuple[bool, bool, float, str]:
+    """(built, suite failed, seconds, first failing test) for one state of the tree."""
     started = time.monotonic()
     build = subprocess.run([sys.executable, "-m", "harness", "build", "--tree", str(tree)],
                            cwd=REPO, capture_output=True, text=True)
     if build.returncode != 0:
-        return False, True, time.monotonic() - started
+        return False, True, time.monotonic() - started, ""
     run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                           "--no-kunit", "--tree", str(tree), *SUITE, *extra], cwd=REPO,
                          capture_output=True, text=True)
-    return True, run.returncode != 0, time.monotonic() - started
+    failed = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("FAILED ")]
+    return True, run.returncode != 0, time.monotonic() - started, failed[0] if failed else ""
 
 
 def run(source: KernelTree, cache: Path, log: Callable[[str], None] = print,
         only: list[str] | None = None) -> tuple[Outcome, list[Outcome]]:
     tree = private_copy(source, cache)
     log(f"clean tree {tree}: building (first time: a full build) and running the suite")
-    built, failed, secs = _suite(tree, [])
-    clean = Outcome("clean tree", built, failed, secs)
+    built, failed, secs, first = _suite(tree, [])
+    clean = Outcome("clean tree", built, failed, secs, first)
     log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
     outcomes = []
     for mutant in MUTANTS:
@@ -108,17 +110,17 @@ def run(source: KernelTree, cache: Path, log: Callable[[str], None] = print,
             continue
         path.write_text(original.replace(mutant.old, mutant.new))
         try:
-            built, failed, secs = _suite(tree, [])
+            built, failed, secs, first = _suite(tree, [])
         finally:
             path.write_text(original)
-        outcomes.append(Outcome(mutant.name, built, failed, secs))
+        outcomes.append(Outcome(mutant.name, built, failed, secs, first))
         log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)")
     return clean, outcomes
 
 
 def table(clean: Outcome, outcomes: list[Outcome]) -> str:
-    rows = ["| mutant | verdict | seconds |", "| --- | --- | --- |",
+    rows = ["| mutant | verdict | first failing test | seconds |", "| --- | --- | --- | --- |",
             f"| (clean tree) | {'passes' if clean.built and not clean.suite_failed else 'FAILS'} "
-            f"| {clean.seconds:.0f} |"]
-    rows += [f"| {o.name} | {o.verdict} | {o.seconds:.0f} |" for o in outcomes]
+            f"| {clean.first_failure or '-'} | {clean.seconds:.0f} |"]
+    rows += [f"| {o.name} | {o.verdict} | `{o.first_failure}` | {o.seconds:.0f} |" for o in outcomes]
     return "\n".join(rows)

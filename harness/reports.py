@@ -53,7 +53,8 @@ def counts(cases: list[CaseResult]) -> dict[str, int]:
 def mailing_list_line(cases: list[CaseResult], props: dict[str, str]) -> str:
     c = counts(cases)
     return (f"Tested-with: iopt-hil ({c['passed']} io_pgtable tests passed, {c['skipped']} skipped) "
-            f"on {props.get('tree', '?')}, kernel {props.get('kernel_release', '?')}, "
+            f"on {props.get('tree', '?')}, kernel {props.get('kernel_release', '?')} "
+            f"(config {props.get('fragments', '?')}), "
             f"QEMU {props.get('toolchain.qemu-system-arm', '?')}, "
             f"rustc {props.get('toolchain.rustc', '?')}, clang {props.get('toolchain.clang', '?')}")
 

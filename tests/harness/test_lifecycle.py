@@ -77,3 +77,13 @@ def test_provenance_is_recorded(guest, pytestconfig):
     assert record["qemu_argv"][0] == "qemu-system-aarch64" and "iommu.passthrough=1" in " ".join(record["qemu_argv"])
     for key in ("tree", "fragments", "toolchain.rustc", "toolchain.clang", "toolchain.qemu-system-arm"):
         assert record[key], key
+
+
+def test_ssh_runs_commands_and_pushes_files(ssh):
+    result = ssh.run("echo out; echo err >&2; exit 3")
+    assert (result.status, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    payload = bytes(range(256)) * 64
+    ssh.put(payload, "/tmp/pushed.bin", 0o600)
+    assert ssh.run("md5sum /tmp/pushed.bin").check().stdout.split()[0] == \
+        __import__("hashlib").md5(payload).hexdigest()
+    assert ssh.run("stat -c %a /tmp/pushed.bin").check().stdout.strip() == "600"

@@ -75,8 +75,9 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
     out, moddir, log = bdir / "out", bdir / "module", bdir / "build.log"
     with locked(cache / "builds" / f"{key}.lock"):
         out.mkdir(parents=True, exist_ok=True)
-        identity = identify(tree, source)
-        inputs = hashlib.sha256("\0".join([fingerprint(tree.path), frag_digest, module_digest(),
+        content = fingerprint(tree.path)
+        identity = identify(tree, source, content)
+        inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(),
                                            toolchain.info.key()]).encode()).hexdigest()
         stamp = bdir / "stamp.json"
         artifacts = (out / "arch/arm64/boot/Image", out / "vmlinux", moddir / f"{MODULE_NAME}.ko")

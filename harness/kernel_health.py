@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from .machine import Machine
-from .splats import Splat, classify, matching
+from .splats import Splat, classify, matches
 
 
 class ExpectationError(AssertionError):
@@ -41,7 +41,7 @@ class TestWatch:
 
     def check_expected(self, kind: str, match: str | None, count: int, since: int | None = None) -> None:
         found = self.splats(since)
-        hits = [(i, s) for i, s in found if s in matching([s], kind, match)]
+        hits = [(i, s) for i, s in found if matches(s, kind, match)]
         if len(hits) != count:
             seen = "\n\n".join(s.text for _, s in found) or "(no splat at all)"
             raise ExpectationError(f"expected {count} {kind} splat(s) matching {match!r}, "

@@ -161,23 +161,10 @@ class ModuleClient:
 
     def raw(self, text: str) -> tuple[int, list[str]]:
         """Write `text` as one batch; returns (write's exit status, reply lines). No checks."""
-        nonce = next(self._nonce)
-        script = (f"echo {shlex.quote(text)} > {DEBUGFS_CTL}; echo \"@@W$? {nonce}\"; "
-                  f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}; echo '@@END {nonce}'\n")
-        try:
-            self._chan.sendall(script.encode())
-        except OSError as exc:
-            raise ChannelError(f"guest shell failed: {exc}") from exc
-        deadline = time.monotonic() + self.timeout
-        status, lines = -1, list[str]()
-        while True:
-            line = self._readline(deadline)
-            if line == f"@@END {nonce}":
-                return status, lines
-            if line.startswith("@@W") and line.endswith(f" {nonce}"):
-                status = int(line[3:].split()[0])
-            else:
-                lines.append(line)
+        out = self.shell(f"echo {shlex.quote(text)} > {DEBUGFS_CTL}; echo \"@@W$?\"; "
+                         f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}")
+        status = next((int(line[3:]) for line in out if re.fullmatch(r"@@W\d+", line)), -1)
+        return status, [line for line in out if not re.fullmatch(r"@@W\d+", line)]
 
     def batch(self, requests: list[str]) -> list[Reply]:
         for r in requests:
@@ -203,14 +190,14 @@ class ModuleClient:
 
     def create(self, ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000,
                quirks: int = 0) -> TableInfo:
-        r = self.request(req("create", ias=ias, oas=oas, pgsizes=pgsizes, quirks=quirks)).ok()
-        return TableInfo(r.num("id"), r.num("ttbr"), r.num("mair"), r.num("ias"), r.num("oas"),
-                         r.num("pgsizes"))
+        return self._table_info(req("create", ias=ias, oas=oas, pgsizes=pgsizes, quirks=quirks))
 
     def info(self, table: int) -> TableInfo:
-        r = self.request(req("info", id=table)).ok()
-        return TableInfo(r.num("id"), r.num("ttbr"), r.num("mair"), r.num("ias"), r.num("oas"),
-                         r.num("pgsizes"))
+        return self._table_info(req("info", id=table))
+
+    def _table_info(self, line: str) -> TableInfo:
+        r = self.request(line).ok()
+        return TableInfo(*(r.num(k) for k in ("id", "ttbr", "mair", "ias", "oas", "pgsizes")))
 
     def destroy(self, table: int) -> Reply:
         return self.request(req("destroy", id=table))

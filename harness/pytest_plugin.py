@@ -5,6 +5,7 @@ The only pytest-aware module. Registered from the top-level conftest.py.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
 
@@ -92,10 +93,6 @@ class GuestManager:
         except HarnessError:
             return False
 
-    def discard(self) -> None:
-        """Stop a dead or hung guest; the next test boots a fresh one."""
-        self.close()
-
     def close(self) -> None:
         if self.machine is not None:
             self.machine.stop()
@@ -128,10 +125,7 @@ def _prepare(pytestconfig: pytest.Config) -> Prepared:
         """Shown live, even under output capture: a cold build takes minutes."""
         if reporter is None:
             return
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"[iopt-hil] {msg}")
-        else:
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
             reporter.write_line(f"[iopt-hil] {msg}")
 
     return prepare(request, progress)
@@ -158,7 +152,7 @@ def guest(guest_manager: GuestManager, request: pytest.FixtureRequest) -> Iterat
     request.node.stash[WATCH_KEY] = watch
     yield machine
     if request.node.stash.get(BROKEN_KEY, False) or not guest_manager.healthy():
-        guest_manager.discard()
+        guest_manager.close()  # dead or hung: the next test boots a fresh guest
 
 
 WATCH_KEY = pytest.StashKey[TestWatch]()

@@ -90,6 +90,9 @@ def _continues(kind: str, line: str) -> bool:
             or (kind == "iommu-fault" and nxt == "iommu-fault" and "event: F_" in line))
 
 
+def matches(splat: Splat, kind: str, pattern: str | None = None) -> bool:
+    return splat.kind == kind and (pattern is None or re.search(pattern, splat.text) is not None)
+
+
 def matching(splats: Iterable[Splat], kind: str, pattern: str | None = None) -> list[Splat]:
-    rx = re.compile(pattern) if pattern else None
-    return [s for s in splats if s.kind == kind and (rx is None or rx.search(s.text))]
+    return [s for s in splats if matches(s, kind, pattern)]

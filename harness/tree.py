@@ -96,7 +96,8 @@ def _git(path: Path, *args: str) -> str:
     return proc.stdout.decode(errors="replace")
 
 
-def identify(tree: KernelTree, source: str = "") -> TreeIdentity:
+def identify(tree: KernelTree, source: str = "", content: str | None = None) -> TreeIdentity:
+    """`content`: the tree's `fingerprint()` if the caller already has it (it costs ~1 s)."""
     version = kernel_version(tree.path)
     if (tree.path / ".git").exists():
         commit = _git(tree.path, "rev-parse", "HEAD").strip()
@@ -109,7 +110,8 @@ def identify(tree: KernelTree, source: str = "") -> TreeIdentity:
         dirty = digest.hexdigest()[:16] if diff or untracked else ""
         return TreeIdentity("git", version, commit=commit, dirty=dirty)
     # No history to name a change by: a content fingerprint tells two states of the tree apart.
-    return TreeIdentity("source", version, source=source, dirty=fingerprint(tree.path)[:16])
+    return TreeIdentity("source", version, source=source,
+                        dirty=(content or fingerprint(tree.path))[:16])
 
 
 def fingerprint(path: Path) -> str:

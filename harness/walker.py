@@ -85,7 +85,7 @@ def walk(mem: GuestMemory, ttbr: int, granule: Granule, ias: int, mair: int) -> 
 def _walk_table(mem: GuestMemory, result: Walk, addr: int, level: int, base: int, entries: int,
                 mair: int) -> None:
     granule = result.granule
-    if addr % (entries * 8 if entries * 8 < granule.size else granule.size):
+    if addr % min(entries * 8, granule.size):
         result.problems.append(f"L{level} table at {addr:#x} is misaligned")
     data = mem.read(addr, entries * 8)
     raws = struct.unpack(f"<{entries}Q", data)

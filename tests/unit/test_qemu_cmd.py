@@ -13,3 +13,11 @@ def test_argv_has_smmu_private_ports_and_shared_ram():
     assert "share=on" in joined and "mem-path=/dev/shm/t" in joined
     assert "unix:/run/x/qmp.sock,server=on,wait=off" in argv
     assert "panic=-1" in spec.kernel_cmdline and "-no-reboot" in argv
+
+
+def test_hang_heuristic_counts_samples_in_one_window():
+    from harness.machine import _mostly_within
+
+    idle_with_a_tick = (0x1000, 0x1000, 0x1000, 0x9000, 0x1000, 0x1004, 0x1000, 0x1000)
+    assert _mostly_within(idle_with_a_tick, 256) == 7
+    assert _mostly_within((0x1000, 0x2000, 0x3000, 0x4000), 256) == 1

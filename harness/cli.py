@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .buildroot import remove_tree
 from .cachedir import cache_root
@@ -15,7 +16,11 @@ from .errors import HarnessError
 from .machine import Machine, sweep_stale
 from .pipeline import BuildRequest, prepare
 
+if TYPE_CHECKING:
+    from .suite_run import SuiteOptions
+
 REPO = Path(__file__).resolve().parent.parent
+GRANULES = ("4K", "16K", "64K")
 
 
 def log(msg: str) -> None:
@@ -50,16 +55,21 @@ def _pytest(paths: list[str], extra: list[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .reports import write_reports
+    from .reports import add_properties, write_reports
 
     started = time.monotonic()
     prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
     results = Path(args.results).resolve()
     results.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(prepared.build.log, results / "build.log")
     log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
-    rc = _pytest([str(REPO / "tests" / "guest")], _plugin_args(args) + [
-        f"--results={results}", f"--junitxml={results / 'junit.xml'}"] + args.pytest_args)
+    # Tests named on the command line replace the default: the whole guest suite.
+    named = any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in args.pytest_args)
+    rc = _pytest([] if named else [str(REPO / "tests" / "guest")], _plugin_args(args) + [
+        f"--results={results}", f"--junitxml={results / 'junit.xml'}"]
+        + [f"--granule={g}" for g in args.granule] + args.pytest_args)
     if (results / "junit.xml").exists():
+        add_properties(results / "junit.xml", prepared.build.provenance())
         text, summary, kcidb = write_reports(results / "junit.xml", results)
         print("\n" + text)
         log(f"reports: {summary}, {kcidb}, {results / 'junit.xml'}")
@@ -109,6 +119,38 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     return 1 if survived or clean.suite_failed or not clean.built else 0
 
 
+def _suite_options(args: argparse.Namespace) -> "SuiteOptions":
+    from .suite_run import SuiteOptions
+
+    return SuiteOptions(args.toolchain, tuple(args.kconfig), tuple(args.pytest_args))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import VerifyRequest, markdown, verify
+
+    if args.tree is None:
+        raise HarnessError("verify needs --tree: the git kernel tree whose patch to check")
+    report = verify(VerifyRequest(args.tree, args.base, args.patch, args.each,
+                                  Path(args.results), _suite_options(args)), log)
+    print("\n" + markdown(report))
+    log(f"report: {Path(args.results).resolve() / 'verify.md'}; "
+        + ("REGRESSION (exit 1)" if report.regressed else "no regression (exit 0)"))
+    return 1 if report.regressed else 0
+
+
+def cmd_bisect_run(args: argparse.Namespace) -> int:
+    from .bisect import ABORT, bisect_step
+
+    try:
+        step = bisect_step(args.tree or Path.cwd(), args.tests, _suite_options(args),
+                           Path(args.results), args.build_failure, log)
+    except (HarnessError, FileNotFoundError) as exc:  # git bisect run aborts on > 127
+        print(f"iopt-hil: error: {exc}", file=sys.stderr)
+        return ABORT
+    log(f"bisect-run: exit {step.status}: {step.reason}")
+    return step.status
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     cache = cache_root()
     for stale in sweep_stale():
@@ -142,9 +184,27 @@ def parser() -> argparse.ArgumentParser:
             sp.set_defaults(pytest_args=[])  # everything not an iopt-hil option goes to pytest
         if name == "run":
             sp.add_argument("--results", default="results", help="results directory")
+            sp.add_argument("--granule", action="append", default=[], choices=GRANULES,
+                            help="only tests of this granule (repeatable; untagged tests count "
+                            "as 4K); with pytest-xdist's -n N, N guests run in parallel")
         if name == "shell":
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
         sp.set_defaults(func=func)
+    sp = sub.add_parser("verify", help="build base and head (or base + patches) in a private "
+                        "worktree, run the suite on both, report regressions (exit 1)")
+    common(sp)
+    sp.add_argument("--base", help="base revision (default: HEAD with --patch, else @{upstream})")
+    sp.add_argument("--patch", type=Path, help="mbox/patch file or directory, applied with git am")
+    sp.add_argument("--each", action="store_true", help="every commit must build, boot and pass")
+    sp.add_argument("--results", default="results/verify", help="results directory")
+    sp.set_defaults(func=cmd_verify, pytest_args=[])
+    sp = sub.add_parser("bisect-run", help="for `git bisect run`: 0 good, 1 bad, 125 skip")
+    common(sp)
+    sp.add_argument("tests", nargs="+", help="test ids, e.g. tests/guest/test_contract.py::test_x")
+    sp.add_argument("--build-failure", choices=("auto", "skip", "bad"), default="auto",
+                    help="auto: bad if compiler errors point into the io_pgtable code, else skip")
+    sp.add_argument("--results", default="results/bisect", help="results directory")
+    sp.set_defaults(func=cmd_bisect_run, pytest_args=[])
     sp = sub.add_parser("mutate", help="mutation self-check: wrong one-line changes to a copy "
                         "of the default tree must each fail the suite")
     sp.add_argument("--only", action="append", help="run mutants whose name contains this")
@@ -159,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, unknown = p.parse_known_args(argv)
     if unknown:
-        if args.command_name not in ("run", "selftest"):
+        if args.command_name not in ("run", "selftest", "verify", "bisect-run"):
             p.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.pytest_args = unknown  # e.g. `iopt-hil run -q -k 2M`
     try:

@@ -90,7 +90,7 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
             make = ["make", "-C", str(tree.path), f"O={out}", "ARCH=arm64", "LLVM=1",
                     f"-j{jobs or os.cpu_count() or 2}"]
             binds = [Bind(tree.path, readonly=True), Bind(bdir)]
-            with open(log, "ab") as logf:
+            with open(log, "wb") as logf:  # one build per log: results keep a copy
                 def step(what: str, argv: list[str]) -> None:
                     logf.write(f"\n### {what}: {' '.join(argv)}\n".encode())
                     logf.flush()

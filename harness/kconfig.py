@@ -36,9 +36,10 @@ def parse(text: str) -> dict[str, str | None]:
 
 
 def fragment_paths(names: list[str]) -> list[Path]:
-    """`base` plus named fragments from guest-kernel-config/, or paths to the user's own."""
+    """`base` plus named fragments from guest-kernel-config/, or paths to the user's own
+    (`default` names no extra fragment: the CI matrix's default-kernel cell)."""
     paths = []
-    for name in ["base", *[n for n in names if n != "base"]]:
+    for name in ["base", *[n for n in names if n not in ("base", "default")]]:
         path = Path(name) if "/" in name or name.endswith(".config") else FRAGMENT_DIR / f"{name}.config"
         if not path.is_file():
             known = sorted(p.stem for p in FRAGMENT_DIR.glob("*.config"))

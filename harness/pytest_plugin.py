@@ -5,6 +5,8 @@ The only pytest-aware module. Registered from the top-level conftest.py.
 from __future__ import annotations
 
 import json
+import os
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
@@ -31,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="extra config fragment from guest-kernel-config/ (repeatable)")
     group.addoption("--results", type=Path, default=Path("results"),
                     help="directory for console logs")
+    group.addoption("--granule", action="append", default=[], choices=("4K", "16K", "64K"),
+                    help="run only tests of this translation granule (repeatable); tests "
+                    "without a granule mark use 4K tables and count as 4K")
     group.addoption("--no-kunit", action="store_true",
                     help="do not collect KUnit suites (*.kunit files boot a guest at collection)")
 
@@ -39,8 +44,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "guest: needs a booted guest (builds a kernel first)")
     config.addinivalue_line("markers", "deadline(seconds): per-request deadline for the module "
                             "client; a missed one is checked for a guest hang")
+    config.addinivalue_line("markers", "granule(name): the test's tables use this granule "
+                            "(4K, 16K, 64K); selected with --granule")
     config.addinivalue_line("markers", "expect_splat(kind, match=None, count=1): the test must "
                             "cause exactly `count` such kernel splats (e.g. 'warning')")
+
+
+def granule_of(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("granule")
+    return str(mark.args[0]) if mark else "4K"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--granule: one cell of the CI matrix (granule x kernel config) per invocation."""
+    wanted = config.getoption("--granule")
+    if not wanted:
+        return
+    keep = [item for item in items if granule_of(item) in wanted]
+    dropped = [item for item in items if granule_of(item) not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 class GuestManager:
@@ -52,6 +76,7 @@ class GuestManager:
         self.machine: Machine | None = None
         self.boots = 0
         self.boot_error: HarnessError | None = None
+        self.record: dict[str, Any] = {}
 
     def get(self) -> Machine:
         if self.machine is not None and not self.machine.alive:
@@ -73,11 +98,17 @@ class GuestManager:
     def _record_provenance(self, machine: Machine) -> None:
         """results/provenance.json: what was tested, with what, on which QEMU command line."""
         assert machine.info is not None
-        record = dict(self.prepared.build.provenance(), guest_release=machine.info.release,
-                      qemu_argv=machine.info.qemu_argv, boots=self.boots,
-                      boot_seconds=round(machine.info.seconds_to_ready, 2))
+        self.record = dict(self.prepared.build.provenance(), guest_release=machine.info.release,
+                           qemu_argv=machine.info.qemu_argv, boots=self.boots,
+                           boot_seconds=round(machine.info.seconds_to_ready, 2),
+                           ssh_port=machine.info.ssh_port, run_dir=str(machine.rundir),
+                           shm=str(machine.spec.shm_path) if machine.spec else "",
+                           guest_up_since=time.time())
+        self._write_provenance()
+
+    def _write_provenance(self) -> None:
         self.log_root.mkdir(parents=True, exist_ok=True)
-        (self.log_root / "provenance.json").write_text(json.dumps(record, indent=1) + "\n")
+        (self.log_root / "provenance.json").write_text(json.dumps(self.record, indent=1) + "\n")
 
     def healthy(self) -> bool:
         """Alive and the module still answers (a hung request holds its lock forever)."""
@@ -97,6 +128,15 @@ class GuestManager:
         if self.machine is not None:
             self.machine.stop()
             self.machine = None
+            self.record["guest_down_at"] = time.time()
+            self._write_provenance()
+
+
+def results_dir(config: pytest.Config) -> Path:
+    """--results, or a per-worker subdirectory under pytest-xdist (each worker has its guest)."""
+    base: Path = config.getoption("--results").resolve()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return base / worker if worker else base
 
 
 PREPARED_KEY = pytest.StashKey[Prepared]()
@@ -136,7 +176,7 @@ def guest_manager(kernel_build: Prepared, pytestconfig: pytest.Config,
                   record_testsuite_property: Callable[[str, object], None]) -> Iterator[GuestManager]:
     for key, value in kernel_build.build.provenance().items():
         record_testsuite_property(key, value)
-    manager = GuestManager(kernel_build, pytestconfig.getoption("--results").resolve())
+    manager = GuestManager(kernel_build, results_dir(pytestconfig))
     try:
         yield manager
     finally:
@@ -157,6 +197,7 @@ def guest(guest_manager: GuestManager, request: pytest.FixtureRequest) -> Iterat
 
 WATCH_KEY = pytest.StashKey[TestWatch]()
 BROKEN_KEY = pytest.StashKey[bool]()  # the test hung or crashed the guest
+TABLES_KEY = pytest.StashKey[list[GuestTable]]()
 
 
 @pytest.fixture
@@ -210,6 +251,7 @@ def pgtable(module: ModuleClient, guest: Machine,
             request: pytest.FixtureRequest) -> Iterator[Callable[..., GuestTable]]:
     """Factory: `pgtable(ias=48, oas=48, pgsizes=0x40201000)`; every table is destroyed after."""
     made: list[GuestTable] = []
+    request.node.stash[TABLES_KEY] = made  # walked again if the test fails
 
     def make(ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0) -> GuestTable:
         assert guest.memory is not None and guest.qmp is not None
@@ -229,20 +271,56 @@ def pgtable(module: ModuleClient, guest: Machine,
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
         None, pytest.TestReport, pytest.TestReport]:
-    """A failed guest test carries what the guest printed during it (and a crash is noted so
-    the guest is replaced rather than reused)."""
+    """A failed guest test carries what the guest printed during it and a fresh host walk of
+    every table it made, inside its failure text (so JUnit and the summary have them too);
+    a crash is noted so the guest is replaced rather than reused."""
     report = yield
     watch = item.stash.get(WATCH_KEY, None)
     if report.when == "call" and report.failed and watch is not None:
         if call.excinfo is not None and call.excinfo.errisinstance((MachineError, ChannelError)):
             item.stash[BROKEN_KEY] = True
+        tables = item.stash.get(TABLES_KEY, [])
+        if tables and watch.machine.alive and not item.stash.get(BROKEN_KEY, False):
+            _add_section(report, WALK_SECTION, walker_finding(tables))
         console = watch.machine.console
         if console is not None:
             if not watch.machine.alive:
                 console.join(2.0)  # QEMU exited: let the reader drain the last lines
             text = "\n".join(line.text for line in console.since(watch.start))
-            report.sections.append(("guest console during this test", text or "(nothing)"))
+            _add_section(report, CONSOLE_SECTION, text or "(nothing)")
     return report
+
+
+CONSOLE_SECTION = "guest console during this test"
+WALK_SECTION = "host walk of the test's tables at failure"
+
+
+def _add_section(report: pytest.TestReport, name: str, text: str) -> None:
+    add = getattr(report.longrepr, "addsection", None)  # pytest's ExceptionRepr
+    if callable(add):
+        add(name, text)
+    else:
+        report.sections.append((name, text))
+
+
+def walker_finding(tables: list[GuestTable], max_leaves: int = 16) -> str:
+    """What the host sees in each table right now: leaves, table pages and any problem."""
+    out = []
+    for table in tables:
+        info = table.info
+        head = f"table {info.id} ({table.granule.size // 1024}K granule, ias {info.ias}, oas {info.oas}, ttbr {info.ttbr:#x})"
+        try:
+            w = table.walk()
+        except HarnessError as exc:
+            out.append(f"{head}: walk failed: {exc}")
+            continue
+        out.append(f"{head}: {len(w.leaves)} leaves, {w.mapped_bytes():#x} bytes mapped, "
+                   f"{len(w.tables)} table pages, {len(w.problems)} problems")
+        out += [f"  problem: {p}" for p in w.problems]
+        out += [f"  {leaf.describe()}" for leaf in w.leaves[:max_leaves]]
+        if len(w.leaves) > max_leaves:
+            out.append(f"  ... {len(w.leaves) - max_leaves} more leaves")
+    return "\n".join(out)
 
 
 class KunitFailure(Exception):
@@ -273,7 +351,7 @@ class KunitFile(pytest.File):
             if not modules:
                 raise HarnessError(f"no KUnit module in this build matches {patterns} (built: "
                                    f"{[m.stem for m in prepared.build.kunit_modules]})")
-            log_dir = self.config.getoption("--results").resolve() / "kunit"
+            log_dir = results_dir(self.config) / "kunit"
             with Machine(prepared.build, prepared.root, log_dir=log_dir,
                          progress=lambda m: None) as machine:
                 runs = [kunit.boot_suites(machine)]  # built-in suites ran while booting

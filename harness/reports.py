@@ -59,7 +59,29 @@ def mailing_list_line(cases: list[CaseResult], props: dict[str, str]) -> str:
             f"rustc {props.get('toolchain.rustc', '?')}, clang {props.get('toolchain.clang', '?')}")
 
 
-def summary_markdown(cases: list[CaseResult], props: dict[str, str], excerpt_lines: int = 40) -> str:
+_SECTION = re.compile(r"^[-=_]{3,} (.+?) [-=_]{3,}$", re.M)
+
+
+def split_sections(text: str) -> tuple[str, dict[str, str]]:
+    """A pytest failure text -> (traceback, {section name: content}) for the named sections the
+    plugin adds (guest console, host walk)."""
+    parts = _SECTION.split(text)
+    return parts[0], {parts[i]: parts[i + 1].strip("\n") for i in range(1, len(parts) - 1, 2)}
+
+
+def failure_excerpt(case: CaseResult, lines: int = 30) -> list[str]:
+    """Markdown for one failure: the assertion, the walker's finding, the console's tail."""
+    body, sections = split_sections(case.text or case.message)
+    errors = [line for line in body.splitlines() if line.startswith("E ")]
+    out = ["```", "\n".join((errors or body.splitlines())[-lines:]), "```", ""]
+    for name, content in sections.items():
+        keep = content.splitlines()
+        keep = keep[:lines] if "walk" in name else keep[-lines:]  # walk: top; console: tail
+        out += [f"**{name}**", "", "```", "\n".join(keep), "```", ""]
+    return out
+
+
+def summary_markdown(cases: list[CaseResult], props: dict[str, str], excerpt_lines: int = 30) -> str:
     c = counts(cases)
     lines = ["# iopt-hil results", "",
              f"Kernel {props.get('kernel_release', '?')} from {props.get('tree', '?')} "
@@ -67,8 +89,8 @@ def summary_markdown(cases: list[CaseResult], props: dict[str, str], excerpt_lin
              f"**{c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped**", ""]
     bad = [case for case in cases if case.outcome in ("failed", "error")]
     for case in bad:
-        body = "\n".join((case.text or case.message).splitlines()[-excerpt_lines:])
-        lines += [f"## {case.outcome.upper()}: `{case.name}`", "", case.message, "", "```", body, "```", ""]
+        lines += [f"## {case.outcome.upper()}: `{case.name}`", "", case.message.splitlines()[0]
+                  if case.message else "", ""] + failure_excerpt(case, excerpt_lines)
     if not bad and c["passed"]:
         lines += ["Everything passed. For the patch mail:", "", "    " + mailing_list_line(cases, props), ""]
     return "\n".join(lines)
@@ -106,3 +128,15 @@ def write_reports(junit: Path, out_dir: Path) -> tuple[str, Path, Path]:
     (out_dir / "summary.md").write_text(text)
     (out_dir / "kcidb.json").write_text(json.dumps(kcidb(cases, props), indent=1))
     return text, out_dir / "summary.md", out_dir / "kcidb.json"
+
+
+def add_properties(junit: Path, props: dict[str, str]) -> None:
+    """Provenance as suite properties, also when pytest-xdist workers could not record them."""
+    xml = junitparser.JUnitXml.fromfile(str(junit))
+    suites = [xml] if isinstance(xml, junitparser.TestSuite) else list(xml)
+    for suite in suites:
+        have = {p.name for p in suite.properties()}  # type: ignore[no-untyped-call]
+        for key, value in props.items():
+            if key not in have:
+                suite.add_property(key, value)
+    xml.write(str(junit))

@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .buildroot import BuildRoot, locked
 from .errors import TreeError
+from .git import git
 
 ABSTRACTION = "rust/kernel/iommu/pgtable.rs"
 SKIP_DIRS = {".git", ".pc"}
@@ -88,21 +88,13 @@ def kernel_version(path: Path) -> str:
     return version + fields.get("EXTRAVERSION", "")
 
 
-def _git(path: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # never rewrite the user's index
-    proc = subprocess.run(["git", "-C", str(path), *args], capture_output=True, env=env)
-    if proc.returncode != 0:
-        raise TreeError(f"git {' '.join(args)} failed in {path}: {proc.stderr.decode()[-500:]}")
-    return proc.stdout.decode(errors="replace")
-
-
 def identify(tree: KernelTree, source: str = "", content: str | None = None) -> TreeIdentity:
     """`content`: the tree's `fingerprint()` if the caller already has it (it costs ~1 s)."""
     version = kernel_version(tree.path)
     if (tree.path / ".git").exists():
-        commit = _git(tree.path, "rev-parse", "HEAD").strip()
-        diff = _git(tree.path, "diff", "HEAD", "--no-ext-diff", "--binary")
-        untracked = _git(tree.path, "ls-files", "--others", "--exclude-standard", "-z")
+        commit = git(tree.path, "rev-parse", "HEAD").strip()
+        diff = git(tree.path, "diff", "HEAD", "--no-ext-diff", "--binary")
+        untracked = git(tree.path, "ls-files", "--others", "--exclude-standard", "-z")
         digest = hashlib.sha256(diff.encode())
         for name in sorted(filter(None, untracked.split("\0"))):
             digest.update(name.encode())

@@ -15,7 +15,9 @@ BITS = (32, 36, 40, 42, 44, 48)
 CASES = [(name, ias, oas) for name in SETS for ias, oas in itertools.product(BITS, BITS) if ias <= oas]
 
 
-@pytest.mark.parametrize("name,ias,oas", CASES, ids=[f"{n}-ias{i}-oas{o}" for n, i, o in CASES])
+@pytest.mark.parametrize("name,ias,oas", [
+    pytest.param(n, i, o, id=f"{n}-ias{i}-oas{o}", marks=pytest.mark.granule(n.split("|")[0]))
+    for n, i, o in CASES])
 def test_matrix(pgtable, module, name, ias, oas):
     table = pgtable(ias=ias, oas=oas, pgsizes=SETS[name])
     sizes = [1 << b for b in range(64) if table.info.pgsizes >> b & 1]

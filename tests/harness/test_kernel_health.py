@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from harness.reports import read_junit, split_sections, summary_markdown
+
 pytestmark = pytest.mark.guest
 
 INNER = '''
@@ -59,6 +61,12 @@ def test_hang(module):
 
 def test_after_hang_fresh_guest(module):
     assert module.version() >= 1
+
+
+def test_wrong_expectation_after_a_map(pgtable):
+    table = pgtable()
+    assert table.map(0x1000, 0x4000_0000, 0x1000).mapped == 0x1000
+    assert table.walk().mapped_bytes() == 0x2000, "deliberately wrong"
 '''
 
 
@@ -74,13 +82,13 @@ def inner_run(kernel_build, tmp_path_factory):
     (where / "test_inner.py").write_text(INNER)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "-v",
-                           "-p", "no:cacheprovider", f"--results={where / 'results'}", str(where)],
+                           "-p", "no:cacheprovider", f"--results={where / 'results'}", f"--junitxml={where / 'junit.xml'}", str(where)],
                           cwd=where, capture_output=True, text=True, timeout=900)
-    return proc, time.monotonic() - started
+    return proc, time.monotonic() - started, where
 
 
 def test_undeclared_warn_fails_with_the_splat_text(inner_run):
-    proc, _ = inner_run
+    proc = inner_run[0]
     out = proc.stdout
     assert outcome_of(out, "test_undeclared_warn") == "FAILED", out[-3000:]
     assert "kernel splat(s) during the test" in out and "iopt_hil.rs" in out
@@ -103,9 +111,22 @@ def test_panic_fails_one_test_and_the_next_gets_a_fresh_guest(inner_run):
 
 
 def test_hang_is_detected_within_its_deadline(inner_run):
-    proc, seconds = inner_run
+    proc, seconds, _ = inner_run
     out = proc.stdout
     assert outcome_of(out, "test_hang") == "FAILED", out[-3000:]
     assert "guest hung: no console output" in out and "every vCPU stuck" in out, out[-6000:]
     assert outcome_of(out, "test_after_hang_fresh_guest") == "PASSED", out[-3000:]
     assert seconds < 300
+
+
+def test_a_failure_carries_the_host_walk_and_console_into_junit_and_the_summary(inner_run):
+    out, where = inner_run[0].stdout, inner_run[2]
+    assert outcome_of(out, "test_wrong_expectation_after_a_map") == "FAILED", out[-3000:]
+    cases, props = read_junit(where / "junit.xml")
+    case = next(c for c in cases if c.name.endswith("test_wrong_expectation_after_a_map"))
+    _, sections = split_sections(case.text)
+    walk = sections["host walk of the test's tables at failure"]
+    assert "1 leaves, 0x1000 bytes mapped" in walk and "0x40000000" in walk, walk
+    assert "guest console during this test" in sections
+    summary = summary_markdown(cases, props)
+    assert "**host walk of the test's tables at failure**" in summary and "deliberately wrong" in summary

@@ -48,3 +48,22 @@ def test_all_passed_gives_the_mailing_list_line_and_valid_kcidb(tmp_path):
     LATEST.validate(data)
     assert {t["status"] for t in data["tests"]} == {"PASS", "SKIP"}
     assert data["builds"][0]["misc"]["toolchain.rustc"] == "1.85.1"
+
+
+def test_failure_sections_are_split_out_for_the_summary(tmp_path):
+    from harness.reports import CaseResult, split_sections, failure_excerpt
+
+    text = ("def test_x():\n>       assert w.mapped_bytes() == 0x2000\nE       assert 4096 == 8192\n"
+            "\ntests/guest/test_x.py:9: AssertionError\n"
+            "----------- host walk of the test's tables at failure -----------\n"
+            "table 0 (4K granule): 1 leaves\n  iova 0x1000+0x1000 -> 0x40000000\n"
+            "----------- guest console during this test -----------\n"
+            + "\n".join(f"[ 1.{i:03d}] line {i}" for i in range(100)))
+    body, sections = split_sections(text)
+    assert "assert 4096 == 8192" in body
+    assert list(sections) == ["host walk of the test's tables at failure",
+                              "guest console during this test"]
+    md = "\n".join(failure_excerpt(CaseResult("t", "failed", 0, "", text), lines=10))
+    assert "E       assert 4096 == 8192" in md and "def test_x" not in md
+    assert "iova 0x1000+0x1000 -> 0x40000000" in md
+    assert "line 99" in md and "line 50" not in md  # the console's tail

@@ -132,7 +132,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise HarnessError("verify needs --tree: the git kernel tree whose patch to check")
     report = verify(VerifyRequest(args.tree, args.base, args.patch, args.each,
                                   Path(args.results), _suite_options(args)), log)
-    print("\n" + markdown(report))
+    print("\n" + markdown(report, excerpt_lines=12, detailed=3))
     log(f"report: {Path(args.results).resolve() / 'verify.md'}; "
         + ("REGRESSION (exit 1)" if report.regressed else "no regression (exit 0)"))
     return 1 if report.regressed else 0

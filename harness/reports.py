@@ -75,6 +75,8 @@ def failure_excerpt(case: CaseResult, lines: int = 30) -> list[str]:
     errors = [line for line in body.splitlines() if line.startswith("E ")]
     out = ["```", "\n".join((errors or body.splitlines())[-lines:]), "```", ""]
     for name, content in sections.items():
+        if content.strip() in ("", "(nothing)"):
+            continue
         keep = content.splitlines()
         keep = keep[:lines] if "walk" in name else keep[-lines:]  # walk: top; console: tail
         out += [f"**{name}**", "", "```", "\n".join(keep), "```", ""]

@@ -49,6 +49,7 @@ class VerifyReport:
     head: Evaluation
     changes: list[Change]
     series: list[SeriesStep] = field(default_factory=list)  # only with --each
+    patches: list[str] = field(default_factory=list)  # subjects of what git am applied
 
     @property
     def regressed(self) -> bool:
@@ -84,9 +85,11 @@ def verify(request: VerifyRequest, progress: Progress = print) -> VerifyReport:
             patches = patch_files(request.patches)
             wt.checkout(base_commit)
             commits = wt.apply_series(patches)
+            subjects = [git(wt.path, "log", "-1", "--format=%s", c).strip() for c in commits]
             progress(f"applied {len(patches)} patch file(s) on {base_commit[:12]}: "
                      f"{len(commits)} commit(s)")
         else:
+            subjects = []
             head_commit = wt.user_head()
             commits = git(wt.path, "rev-list", "--reverse", f"{base_commit}..{head_commit}").split()
         if not commits:
@@ -107,7 +110,8 @@ def verify(request: VerifyRequest, progress: Progress = print) -> VerifyReport:
             head = series[-1].evaluation
         else:
             head = evaluate(wt, Revision(commits[-1], "head"), opts, results / "head", progress)
-    report = VerifyReport(request.tree, base, head, compare(base.cases, head.cases), series)
+    report = VerifyReport(request.tree, base, head, compare(base.cases, head.cases), series,
+                          subjects)
     (results / "verify.md").write_text(markdown(report))
     (results / "verify.json").write_text(json.dumps(as_json(report), indent=1) + "\n")
     return report
@@ -121,7 +125,8 @@ def _side(ev: Evaluation) -> str:
             f"(pytest exit status {ev.pytest_status})")
 
 
-def markdown(report: VerifyReport, excerpt_lines: int = 30) -> str:
+def markdown(report: VerifyReport, excerpt_lines: int = 30, detailed: int | None = None) -> str:
+    """The verify report; `detailed`: how many regressions get their full excerpt (all: None)."""
     lines = [f"# iopt-hil verify: {report.tree}", "",
              f"- base `{report.base.revision.short}`: {_side(report.base)}",
              f"- head `{report.head.revision.short}`: {_side(report.head)}", ""]
@@ -141,17 +146,23 @@ def markdown(report: VerifyReport, excerpt_lines: int = 30) -> str:
                          f"{'yes' if ev.built else 'NO'} | {_side(ev)} | "
                          f"{len(regressions(step.changes)) if ev.built else '-'} |")
         lines.append("")
-    for change in regressions(report.changes):
+    regressed = regressions(report.changes)
+    for change in regressed[:detailed]:
         case = CaseResult(change.name, change.head or "", 0.0, "", change.detail)
         lines += [f"## {change.verdict.upper()}: `{change.name}`", "",
                   f"base: {change.base or 'absent'} -> head: {change.head}", ""]
         lines += failure_excerpt(case, excerpt_lines)
+    if detailed is not None and len(regressed) > detailed:
+        lines += [f"... and {len(regressed) - detailed} more regressed:", ""]
+        lines += [f"- `{c.name}`" for c in regressed[detailed:]] + [""]
     for change in report.changes:
         if change.verdict in ("fixed", "still failing", "removed", "now skipped"):
             lines.append(f"- {change.verdict}: `{change.name}`")
     if not report.regressed and counts(report.head.cases)["failed"] == 0 and report.head.cases:
-        lines += ["", "For the patch mail:", "", "    " + mailing_list_line(report.head.cases,
-                                                                        report.head.props)]
+        props = dict(report.head.props)
+        if report.patches:  # the head's commit id exists only in the private clone
+            props["tree"] = f"{report.base.props.get('tree', '?')} + {len(report.patches)} patch(es)"
+        lines += ["", "For the patch mail:", "", "    " + mailing_list_line(report.head.cases, props)]
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +175,7 @@ def _ev_json(ev: Evaluation) -> dict[str, Any]:
 def as_json(report: VerifyReport) -> dict[str, Any]:
     return {"tree": str(report.tree), "regressed": report.regressed,
             "base": _ev_json(report.base), "head": _ev_json(report.head),
-            "tally": tally(report.changes),
+            "patches": report.patches, "tally": tally(report.changes),
             "changes": [{"name": c.name, "base": c.base, "head": c.head, "verdict": c.verdict}
                         for c in report.changes],
             "series": [dict(_ev_json(s.evaluation), ok=s.ok,

@@ -55,6 +55,7 @@ def write_series(repo: Path, base: str, edits: list[Edit], out: Path) -> list[Pa
     git(out, "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(scratch))
     git(scratch, "sparse-checkout", "set", "--no-cone", *sorted({e.path for e in edits}))
     git(scratch, "checkout", "--quiet", "--detach", base)
+    base = git(scratch, "rev-parse", "HEAD").strip()  # "HEAD" moves as we commit
     for edit in edits:
         target = scratch / edit.path
         text = target.read_text()
@@ -62,5 +63,7 @@ def write_series(repo: Path, base: str, edits: list[Edit], out: Path) -> list[Pa
         target.write_text(text.replace(edit.old, edit.new))
         git(scratch, "commit", "--quiet", "--no-verify", "-am", edit.subject,
             env=dict(IDENTITY, GIT_AUTHOR_NAME="A Developer", GIT_AUTHOR_EMAIL="dev@example.org"))
-    names = git(scratch, "format-patch", "--quiet", "-o", str(out / "patches"), f"{base}..HEAD")
-    return [Path(n) for n in names.split()] or sorted((out / "patches").glob("*.patch"))
+    git(scratch, "format-patch", "--quiet", "-o", str(out / "patches"), f"{base}..HEAD")
+    patches = sorted((out / "patches").glob("*.patch"))
+    assert len(patches) == len(edits), patches
+    return patches

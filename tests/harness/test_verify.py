@@ -62,7 +62,7 @@ def test_harmless_patch_verifies_clean_and_leaves_the_tree_byte_identical(repo, 
     assert report["base"]["commit"] == git(repo, "rev-parse", "HEAD").strip()
     assert report["head"]["commit"] != report["base"]["commit"]
     text = (results / "verify.md").read_text()
-    assert "No regression" in text and "Tested-with: iopt-hil" in text
+    assert "No regression" in text and "Tested-with: iopt-hil" in text and "+ 1 patch(es)" in text
     for side in ("base", "head"):
         cases, props = read_junit(results / side / "junit.xml")
         assert cases and all(c.outcome in ("passed", "skipped") for c in cases)
@@ -115,7 +115,7 @@ def test_bisect_run_finds_the_commit_that_breaks_the_contract(repo, tmp_path):
         assert "is the first bad commit" in run.stdout
         assert BREAKS_CONTRACT.subject in run.stdout
     finally:
-        git(repo, "bisect", "reset", "--quiet")
+        git(repo, "bisect", "reset")
         git(repo, "checkout", "-q", "--force", "master")
         git(repo, "branch", "-q", "-D", "iopt-bisect-test")
 

@@ -69,7 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"--results={results}", f"--junitxml={results / 'junit.xml'}"]
         + [f"--granule={g}" for g in args.granule] + args.pytest_args)
     if (results / "junit.xml").exists():
-        add_properties(results / "junit.xml", prepared.build.provenance())
+        selection = " ".join(f"granule={g}" for g in args.granule) or "whole suite"
+        add_properties(results / "junit.xml", dict(prepared.build.provenance(), selection=selection))
         text, summary, kcidb = write_reports(results / "junit.xml", results)
         print("\n" + text)
         log(f"reports: {summary}, {kcidb}, {results / 'junit.xml'}")

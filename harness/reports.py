@@ -52,7 +52,9 @@ def counts(cases: list[CaseResult]) -> dict[str, int]:
 
 def mailing_list_line(cases: list[CaseResult], props: dict[str, str]) -> str:
     c = counts(cases)
-    return (f"Tested-with: iopt-hil ({c['passed']} io_pgtable tests passed, {c['skipped']} skipped) "
+    selection = props.get("selection", "")
+    scope = f"; {selection}" if selection.startswith("granule") else ""
+    return (f"Tested-with: iopt-hil ({c['passed']} io_pgtable tests passed, {c['skipped']} skipped{scope}) "
             f"on {props.get('tree', '?')}, kernel {props.get('kernel_release', '?')} "
             f"(config {props.get('fragments', '?')}), "
             f"QEMU {props.get('toolchain.qemu-system-arm', '?')}, "

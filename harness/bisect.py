@@ -86,8 +86,9 @@ def bisect_step(tree: Path, tests: list[str], options: SuiteOptions, results: Pa
         run_suite(wt, ev, opts, progress)
     if ev.pytest_status == 0:
         return StepResult(GOOD, f"{rev.short}: the named tests pass")
-    if ev.pytest_status == 1:
-        bad = [c.name for c in ev.cases if c.outcome in ("failed", "error")]
+    bad = [c.name for c in ev.cases if c.outcome in ("failed", "error")]
+    if ev.pytest_status == 1 and bad:  # only a named test that failed makes a commit bad
         return StepResult(BAD, f"{rev.short}: {len(bad)} failed: {', '.join(bad[:5])}")
-    return StepResult(ABORT, f"{rev.short}: pytest exit status {ev.pytest_status} (no tests "
-                      f"collected, usage error or interrupted; see {out / 'run.log'})")
+    return StepResult(ABORT, f"{rev.short}: pytest exit status {ev.pytest_status} and no failed "
+                      f"test (nothing collected, usage error, crash or interrupt; see "
+                      f"{out / 'run.log'})")

@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
-    results = Path(args.results).resolve()
+    results = _results(args, REPO / "results")
     results.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(prepared.build.log, results / "build.log")
     log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
@@ -120,10 +120,27 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     return 1 if survived or clean.suite_failed or not clean.built else 0
 
 
+def _fragments(args: argparse.Namespace) -> tuple[str, ...]:
+    """Fragment paths made absolute: verify and bisect-run pass them to a child in REPO."""
+    return tuple(str(Path(k).resolve()) if "/" in k or k.endswith(".config") else k
+                 for k in args.kconfig)
+
+
+def _results(args: argparse.Namespace, default: Path) -> Path:
+    """Results default to this repository's results/; never inside the kernel tree under test
+    (git bisect run starts us there, and files in it would change what is tested)."""
+    results = Path(args.results).resolve() if args.results else default
+    tree = (args.tree or (Path.cwd() if args.command_name == "bisect-run" else None))
+    if tree is not None and results.is_relative_to(Path(tree).resolve()):
+        raise HarnessError(f"results directory {results} is inside the kernel tree {tree}: "
+                           "pass --results somewhere else")
+    return results
+
+
 def _suite_options(args: argparse.Namespace) -> "SuiteOptions":
     from .suite_run import SuiteOptions
 
-    return SuiteOptions(args.toolchain, tuple(args.kconfig), tuple(args.pytest_args))
+    return SuiteOptions(args.toolchain, _fragments(args), tuple(args.pytest_args))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -131,10 +148,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.tree is None:
         raise HarnessError("verify needs --tree: the git kernel tree whose patch to check")
-    report = verify(VerifyRequest(args.tree, args.base, args.patch, args.each,
-                                  Path(args.results), _suite_options(args)), log)
+    results = _results(args, REPO / "results" / "verify")
+    report = verify(VerifyRequest(args.tree, args.base, args.patch, args.each, results,
+                                  _suite_options(args)), log)
     print("\n" + markdown(report, excerpt_lines=12, detailed=3))
-    log(f"report: {Path(args.results).resolve() / 'verify.md'}; "
+    log(f"report: {results / 'verify.md'}; "
         + ("REGRESSION (exit 1)" if report.regressed else "no regression (exit 0)"))
     return 1 if report.regressed else 0
 
@@ -144,9 +162,9 @@ def cmd_bisect_run(args: argparse.Namespace) -> int:
 
     try:
         step = bisect_step(args.tree or Path.cwd(), args.tests, _suite_options(args),
-                           Path(args.results), args.build_failure, log)
-    except (HarnessError, FileNotFoundError) as exc:  # git bisect run aborts on > 127
-        print(f"iopt-hil: error: {exc}", file=sys.stderr)
+                           _results(args, REPO / "results" / "bisect"), args.build_failure, log)
+    except Exception as exc:  # anything unexpected must abort the bisection, not mark "bad"
+        print(f"iopt-hil: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ABORT
     log(f"bisect-run: exit {step.status}: {step.reason}")
     return step.status
@@ -156,7 +174,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
     cache = cache_root()
     for stale in sweep_stale():
         log(f"removed stale {stale}")
-    targets = [cache / "builds", cache / "guest"] + ([cache / "root", cache / "trees"] if args.all else [])
+    targets = [cache / "builds", cache / "guest"] + ([
+        cache / "root", cache / "trees", cache / "worktrees", cache / "selftest", cache / "mutation"]
+        if args.all else [])
     for target in targets:
         if target.exists():
             remove_tree(target)
@@ -184,7 +204,7 @@ def parser() -> argparse.ArgumentParser:
         if name in ("run", "selftest"):
             sp.set_defaults(pytest_args=[])  # everything not an iopt-hil option goes to pytest
         if name == "run":
-            sp.add_argument("--results", default="results", help="results directory")
+            sp.add_argument("--results", help="results directory (default: results/ here)")
             sp.add_argument("--granule", action="append", default=[], choices=GRANULES,
                             help="only tests of this granule (repeatable; untagged tests count "
                             "as 4K); with pytest-xdist's -n N, N guests run in parallel")
@@ -197,20 +217,21 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--base", help="base revision (default: HEAD with --patch, else @{upstream})")
     sp.add_argument("--patch", type=Path, help="mbox/patch file or directory, applied with git am")
     sp.add_argument("--each", action="store_true", help="every commit must build, boot and pass")
-    sp.add_argument("--results", default="results/verify", help="results directory")
+    sp.add_argument("--results", help="results directory (default: results/verify/ here)")
     sp.set_defaults(func=cmd_verify, pytest_args=[])
     sp = sub.add_parser("bisect-run", help="for `git bisect run`: 0 good, 1 bad, 125 skip")
     common(sp)
     sp.add_argument("tests", nargs="+", help="test ids, e.g. tests/guest/test_contract.py::test_x")
     sp.add_argument("--build-failure", choices=("auto", "skip", "bad"), default="auto",
                     help="auto: bad if compiler errors point into the io_pgtable code, else skip")
-    sp.add_argument("--results", default="results/bisect", help="results directory")
+    sp.add_argument("--results", help="results directory (default: results/bisect/ here)")
     sp.set_defaults(func=cmd_bisect_run, pytest_args=[])
     sp = sub.add_parser("mutate", help="mutation self-check: wrong one-line changes to a copy "
                         "of the default tree must each fail the suite")
     sp.add_argument("--only", action="append", help="run mutants whose name contains this")
     sp.set_defaults(func=cmd_mutate)
-    sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees too)")
+    sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees, "
+                        "private worktrees too)")
     sp.add_argument("--all", action="store_true")
     sp.set_defaults(func=cmd_clean)
     return p
@@ -218,7 +239,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args, unknown = p.parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, unknown = p.parse_known_args(argv)
+    except SystemExit as exc:
+        if argv[:1] == ["bisect-run"] and exc.code:
+            from .bisect import ABORT
+            return ABORT  # a usage error must abort `git bisect run`, not mark the commit bad
+        raise
     if unknown:
         if args.command_name not in ("run", "selftest", "verify", "bisect-run"):
             p.error(f"unrecognized arguments: {' '.join(unknown)}")

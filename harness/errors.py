@@ -3,7 +3,7 @@
 HarnessError
  ├── ToolchainError   build root or host toolchain cannot do what is asked
  ├── TreeError        kernel tree is unusable (no Rust, no io_pgtable abstraction)
- │    └── GitError      a git command on a tree or private clone failed (unknown rev, patch does not apply)
+ ├── GitError         a git command on a tree or private clone failed (unknown rev, patch does not apply)
  ├── ConfigError      a requested Kconfig symbol did not survive olddefconfig
  ├── BuildError       make failed (carries the log path and its tail)
  ├── ImageError       the guest initramfs could not be assembled
@@ -29,7 +29,7 @@ class TreeError(HarnessError):
     pass
 
 
-class GitError(TreeError):
+class GitError(HarnessError):
     pass
 
 

@@ -14,6 +14,9 @@ from .errors import GitError
 # Commits the harness makes (git am, uncommitted changes) are its own, in its own clone.
 IDENTITY = {"GIT_COMMITTER_NAME": "iopt-hil", "GIT_COMMITTER_EMAIL": "iopt-hil@localhost",
             "GIT_AUTHOR_NAME": "iopt-hil", "GIT_AUTHOR_EMAIL": "iopt-hil@localhost"}
+# In the private clone the user's global and system config (commit.gpgsign, core.hooksPath,
+# diff.noprefix, ...) must not change what git does.
+ISOLATED = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -45,18 +48,11 @@ def resolve(path: Path, rev: str) -> str:
         raise GitError(f"{rev!r} is not a commit in {path}") from None
 
 
-def subject(path: Path, commit: str) -> str:
-    return git(path, "log", "-1", "--format=%s", commit).strip()
-
-
-def commits_between(path: Path, base: str, head: str) -> list[str]:
-    """base..head, oldest first (what `--each` checks one by one)."""
-    return git(path, "rev-list", "--reverse", f"{base}..{head}").split()
-
-
 def uncommitted_diff(path: Path) -> bytes:
     """Tracked changes against HEAD, binary-safe; untracked files are not part of it."""
-    proc = subprocess.run(["git", "-C", str(path), "diff", "HEAD", "--binary", "--no-ext-diff"],
+    # explicit format: the user's diff.noprefix, color or textconv settings must not leak in
+    proc = subprocess.run(["git", "-C", str(path), "diff", "HEAD", "--binary", "--no-ext-diff",
+                           "--no-color", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"],
                           capture_output=True, env=_env())
     if proc.returncode != 0:
         raise GitError(f"git diff HEAD failed in {path}: {proc.stderr.decode(errors='replace')}")

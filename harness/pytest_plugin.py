@@ -14,6 +14,7 @@ from typing import Any, Callable, Generator, Iterator
 import pytest
 
 from .errors import ChannelError, HarnessError, MachineError
+from .buildroot import locked
 from .machine import Machine
 from .modclient import PROTOCOL, ModuleClient
 from .pipeline import BuildRequest, Prepared, prepare
@@ -341,8 +342,26 @@ class KunitFile(pytest.File):
     """
 
     def collect(self) -> Iterator[pytest.Item]:
-        if self.config.getoption("--no-kunit"):
-            return
+        granules = self.config.getoption("--granule")
+        if self.config.getoption("--no-kunit") or (granules and "4K" not in granules):
+            return  # KUnit items are unmarked, i.e. part of the 4K cell
+        for name, status, detail in self._outcomes():
+            yield KunitItem.from_parent(self, name=name, status=status, detail=detail)
+
+    def _outcomes(self) -> list[tuple[str, str, str]]:
+        """Under pytest-xdist every worker collects: the first runs KUnit, the others read its
+        outcomes, so all collect the same items and only one guest boots for it."""
+        run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if not run_id:
+            return self._run_kunit()
+        base: Path = self.config.getoption("--results").resolve()
+        shared = base / f"kunit-{self.path.stem}-{run_id[:12]}.json"
+        with locked(base / "kunit.lock"):
+            if not shared.exists():
+                shared.write_text(json.dumps(self._run_kunit()))
+            return [tuple(o) for o in json.loads(shared.read_text())]
+
+    def _run_kunit(self) -> list[tuple[str, str, str]]:
         patterns = [line.strip() for line in self.path.read_text().splitlines()
                     if line.strip() and not line.lstrip().startswith("#")]
         try:
@@ -357,18 +376,18 @@ class KunitFile(pytest.File):
                 runs = [kunit.boot_suites(machine)]  # built-in suites ran while booting
                 runs += [kunit.run_module(machine, module) for module in modules]
         except HarnessError as exc:
-            yield KunitItem.from_parent(self, name="setup", status="failed", detail=str(exc))
-            return
+            return [("setup", "failed", str(exc))]
+        out = []
         for run in runs:
             for result in run.document.results + run.document.orphans:
                 for path, leaf in result.leaves():
                     detail = "\n".join(leaf.diagnostics) or leaf.reason
-                    yield KunitItem.from_parent(self, name=f"{run.module}::{path}",
-                                                status=leaf.status, detail=detail)
+                    out.append((f"{run.module}::{path}", leaf.status, detail))
             if run.module != "boot" and (not run.document.complete or run.load_status != 0):
-                yield KunitItem.from_parent(
-                    self, name=f"{run.module}::complete", status="failed",
-                    detail=f"KTAP incomplete or insmod failed ({run.load_status}):\n{run.console[-4000:]}")
+                out.append((f"{run.module}::complete", "failed",
+                            f"KTAP incomplete or insmod failed ({run.load_status}):\n"
+                            f"{run.console[-4000:]}"))
+        return out
 
 
 class KunitItem(pytest.Item):

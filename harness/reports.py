@@ -61,7 +61,7 @@ def mailing_list_line(cases: list[CaseResult], props: dict[str, str]) -> str:
             f"rustc {props.get('toolchain.rustc', '?')}, clang {props.get('toolchain.clang', '?')}")
 
 
-_SECTION = re.compile(r"^[-=_]{3,} (.+?) [-=_]{3,}$", re.M)
+_SECTION = re.compile(r"^[-=_]+ (.+?) [-=_]+$", re.M)  # however narrow the terminal was
 
 
 def split_sections(text: str) -> tuple[str, dict[str, str]]:

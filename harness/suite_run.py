@@ -45,14 +45,21 @@ class Evaluation:
         return not self.build_error
 
     @property
+    def ran(self) -> bool:
+        """The suite ran to completion (tests passed or failed), not a usage error or crash."""
+        return self.built and self.pytest_status in (0, 1) and bool(self.cases)
+
+    @property
     def passed(self) -> bool:
-        return self.built and self.pytest_status == 0
+        return self.ran and self.pytest_status == 0
 
 
 def build_revision(wt: PrivateWorktree, rev: Revision, options: SuiteOptions, out: Path,
                    progress: Progress) -> tuple[Evaluation, KernelBuild | None]:
     """Check out and build; a build, config or tree failure is a result, not an exception."""
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)  # never judge a revision by an earlier run's junit.xml
+    out.mkdir(parents=True)
     wt.checkout(rev.commit)
     progress(f"{rev.label}: {rev.short} -- building")
     request = BuildRequest(tree=wt.path, toolchain=options.toolchain, fragments=options.fragments,
@@ -77,8 +84,8 @@ def run_suite(wt: PrivateWorktree, ev: Evaluation, options: SuiteOptions,
     for frag in options.fragments:
         argv += ["--kconfig", frag]
     argv += list(options.pytest_args)
-    env_note = f"(log: {ev.results / 'run.log'})"
-    progress(f"{ev.revision.label}: {ev.revision.short} -- running the suite {env_note}")
+    progress(f"{ev.revision.label}: {ev.revision.short} -- running the suite "
+             f"(log: {ev.results / 'run.log'})")
     with open(ev.results / "run.log", "w") as logf:
         ev.pytest_status = subprocess.call(argv, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
     junit = ev.results / "junit.xml"

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from .cachedir import cache_root
 from .comparison import Change, compare, regressions, tally
 from .errors import GitError, HarnessError
-from .git import git, resolve
+from .git import resolve, uncommitted_diff
 from .reports import CaseResult, counts, failure_excerpt, mailing_list_line
 from .suite_run import Evaluation, SuiteOptions, evaluate
 from .worktree import PrivateWorktree, Revision, patch_files
@@ -38,8 +38,7 @@ class SeriesStep:
 
     @property
     def ok(self) -> bool:
-        return self.evaluation.built and self.evaluation.pytest_status is not None \
-            and not regressions(self.changes)
+        return self.evaluation.ran and not regressions(self.changes)
 
 
 @dataclass
@@ -53,8 +52,8 @@ class VerifyReport:
 
     @property
     def regressed(self) -> bool:
-        if not self.head.built or self.head.pytest_status is None or regressions(self.changes):
-            return True
+        if not self.head.ran or regressions(self.changes):
+            return True  # a head whose suite did not run at all is not a pass
         return any(not step.ok for step in self.series)
 
 
@@ -85,13 +84,16 @@ def verify(request: VerifyRequest, progress: Progress = print) -> VerifyReport:
             patches = patch_files(request.patches)
             wt.checkout(base_commit)
             commits = wt.apply_series(patches)
-            subjects = [git(wt.path, "log", "-1", "--format=%s", c).strip() for c in commits]
+            subjects = [wt.subject(c) for c in commits]
+            if uncommitted_diff(request.tree):
+                progress(f"note: uncommitted changes in {request.tree} are not part of the "
+                         "verified tree (patches go on a commit)")
             progress(f"applied {len(patches)} patch file(s) on {base_commit[:12]}: "
                      f"{len(commits)} commit(s)")
         else:
             subjects = []
             head_commit = wt.user_head()
-            commits = git(wt.path, "rev-list", "--reverse", f"{base_commit}..{head_commit}").split()
+            commits = wt.commits_between(base_commit, head_commit)
         if not commits:
             raise VerifyError(f"nothing to verify: head has no commits over base {base_commit[:12]}")
         opts = SuiteOptions(request.options.toolchain, request.options.fragments,
@@ -100,11 +102,15 @@ def verify(request: VerifyRequest, progress: Progress = print) -> VerifyReport:
         if not base.built:
             raise VerifyError(f"the base {base_commit[:12]} does not build, so there is nothing "
                               f"to compare against:\n{base.build_error}")
+        if not base.ran:
+            raise VerifyError(f"the suite did not run on the base (pytest exit status "
+                              f"{base.pytest_status}, {len(base.cases)} tests; is the test "
+                              f"selection right?): see {base.results / 'run.log'}")
         series: list[SeriesStep] = []
         if request.each:
             for i, commit in enumerate(commits, 1):
                 label = f"{i}/{len(commits)}"
-                rev = Revision(commit, f"{label} {git(wt.path, 'log', '-1', '--format=%s', commit).strip()}")
+                rev = Revision(commit, f"{label} {wt.subject(commit)}")
                 ev = evaluate(wt, rev, opts, results / f"commit-{i:02d}-{commit[:12]}", progress)
                 series.append(SeriesStep(ev, compare(base.cases, ev.cases)))
             head = series[-1].evaluation
@@ -137,6 +143,10 @@ def markdown(report: VerifyReport, excerpt_lines: int = 30, detailed: int | None
     lines.append("")
     if not report.head.built:
         lines += ["## Head does not build", "", "```", report.head.build_error[-4000:], "```", ""]
+    elif not report.head.ran:
+        lines += ["## The suite did not run on head", "",
+                  f"pytest exit status {report.head.pytest_status}; see "
+                  f"`{report.head.results / 'run.log'}`", ""]
     if report.series:
         lines += ["## Each commit", "", "| # | commit | builds | tests | regressions |",
                   "| --- | --- | --- | --- | --- |"]
@@ -158,7 +168,8 @@ def markdown(report: VerifyReport, excerpt_lines: int = 30, detailed: int | None
     for change in report.changes:
         if change.verdict in ("fixed", "still failing", "removed", "now skipped"):
             lines.append(f"- {change.verdict}: `{change.name}`")
-    if not report.regressed and counts(report.head.cases)["failed"] == 0 and report.head.cases:
+    head_counts = counts(report.head.cases)
+    if not report.regressed and head_counts["failed"] + head_counts["error"] == 0:
         props = dict(report.head.props)
         if report.patches:  # the head's commit id exists only in the private clone
             props["tree"] = f"{report.base.props.get('tree', '?')} + {len(report.patches)} patch(es)"

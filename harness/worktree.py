@@ -17,7 +17,7 @@ from typing import Iterator
 
 from .buildroot import locked
 from .errors import GitError
-from .git import IDENTITY, git, is_repo, resolve, uncommitted_diff
+from .git import IDENTITY, ISOLATED, git, is_repo, resolve, uncommitted_diff
 
 PATCH_SUFFIXES = (".patch", ".mbox", ".mbx", ".eml", ".diff")
 
@@ -52,47 +52,65 @@ class PrivateWorktree:
             self._ensure()
             yield self
 
+    def _git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+        """git in the clone only: explicit git dir (never an enclosing repository), no user config."""
+        return git(self.path, f"--git-dir={self.path / '.git'}", f"--work-tree={self.path}", *args,
+                   input=input, env=dict(ISOLATED, **IDENTITY, **(env or {})))
+
     def _ensure(self) -> None:
-        if (self.home / "cloned").exists():
+        if (self.home / "cloned").exists() and (self.path / ".git" / "HEAD").exists():
+            # we hold the session lock: a lock file left by a killed run is stale
+            (self.path / ".git" / "index.lock").unlink(missing_ok=True)
             return
         if self.path.exists():
             shutil.rmtree(self.path)
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "user-tree").write_text(f"{self.user}\n")
         git(self.home, "clone", "--quiet", "--shared", "--no-checkout", "--no-tags",
-            str(self.user), str(self.path))
+            str(self.user), str(self.path), env=ISOLATED)
         (self.home / "cloned").write_text("")
 
     def checkout(self, commit: str) -> None:
         """Move the checkout; only files that differ are rewritten (kbuild sees their mtimes)."""
+        self._abort_am()
+        self._git("checkout", "--quiet", "--force", "--detach", commit)
+        self._git("clean", "--quiet", "-d", "--force", "-x")
+
+    def _abort_am(self) -> None:
         if (self.path / ".git" / "rebase-apply").exists():
-            git(self.path, "am", "--abort")
-        git(self.path, "checkout", "--quiet", "--force", "--detach", commit)
-        git(self.path, "clean", "--quiet", "-d", "--force", "-x")
+            self._git("am", "--abort")
 
     def apply_series(self, patches: list[Path]) -> list[str]:
         """`git am` the patches on the current checkout; returns the new commits, oldest first."""
         before = self.head()
         for patch in patches:
             try:
-                git(self.path, "am", "--3way", "--keep-cr", str(patch), env=IDENTITY)
+                # --empty=drop: a 0/N cover letter inside a lore mbox is not a patch
+                self._git("am", "--3way", "--keep-cr", "--empty=drop", str(patch))
             except GitError as exc:
-                git(self.path, "am", "--abort")
+                self._abort_am()
                 raise GitError(f"{patch.name} does not apply on {before[:12]}:\n{exc}") from None
-        return git(self.path, "rev-list", "--reverse", f"{before}..HEAD").split()
+        return self.commits_between(before, "HEAD")
 
     def commit_uncommitted(self) -> str | None:
         """Carry the user's uncommitted tracked changes over as one commit; None if clean."""
         diff = uncommitted_diff(self.user)
         if not diff:
             return None
-        git(self.path, "apply", "--index", "--binary", "-", input=diff)
-        git(self.path, "commit", "--quiet", "--no-verify", "-m",
-            f"iopt-hil: uncommitted changes of {self.user}", env=IDENTITY)
+        self._git("apply", "--index", "--binary", "-", input=diff)
+        self._git("commit", "--quiet", "--no-verify", "-m",
+            f"iopt-hil: uncommitted changes of {self.user}")
         return self.head()
 
+    def commits_between(self, base: str, head: str) -> list[str]:
+        """base..head, oldest first (what `--each` checks one by one)."""
+        return self._git("rev-list", "--reverse", "--topo-order", f"{base}..{head}").split()
+
+    def subject(self, commit: str) -> str:
+        return self._git("log", "-1", "--format=%s", commit).strip()
+
     def head(self) -> str:
-        return git(self.path, "rev-parse", "HEAD").strip()
+        return self._git("rev-parse", "HEAD").strip()
 
     def user_head(self) -> str:
         """The user's HEAD (plus uncommitted changes) checked out here; returns that commit."""

@@ -37,10 +37,12 @@ def test_gitlab_matrix_cells_and_verify_job_parse():
     assert len(cells) == 6
     for kconfig, granule in cells:
         for line in doc["regression"]["script"]:
-            check(commands(line, {"KCONFIG": kconfig, "GRANULE": granule,
-                                  "CI_PROJECT_DIR": "/builds/linux"}))
+            argv = commands(line, {"KCONFIG": kconfig, "GRANULE": granule, "RESULTS": "/tmp/r",
+                                   "CI_PROJECT_DIR": "/builds/linux"})
+            check(argv)
+            assert not argv[argv.index("--results") + 1].startswith("/builds/linux")
     for line in doc["verify"]["script"]:
-        argv = commands(line, {"CI_PROJECT_DIR": "/builds/linux",
+        argv = commands(line, {"CI_PROJECT_DIR": "/builds/linux", "RESULTS": "/tmp/r",
                                "CI_MERGE_REQUEST_DIFF_BASE_SHA": "abc123"})
         assert argv[0] == "verify" and "--each" in argv
         check(argv)
@@ -49,10 +51,11 @@ def test_gitlab_matrix_cells_and_verify_job_parse():
 @pytest.mark.parametrize("job", ["regression", "verify"])
 def test_github_jobs_parse(job):
     doc = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
-    steps = [s["run"] for s in doc["jobs"][job]["steps"] if "run" in s and "iopt-hil/iopt-hil" in s["run"]]
+    steps = [line for s in doc["jobs"][job]["steps"] if "run" in s
+             for line in s["run"].split("\n") if "iopt-hil/iopt-hil" in line]
     assert steps
     matrix = doc["jobs"][job].get("strategy", {}).get("matrix", {"kconfig": ["default"], "granule": ["4K"]})
     for kconfig, granule in itertools.product(matrix["kconfig"], matrix["granule"]):
         for run in steps:
-            run = run.replace("${{ github.event.pull_request.base.sha }}", "abc123")
+            run = run.replace('"$base"', "abc123")
             check(commands(run, {"kconfig": kconfig, "granule": granule}))

@@ -62,3 +62,19 @@ def test_verify_refuses_a_tree_that_is_not_git(tmp_path, capsys):
 def test_verify_needs_a_tree(capsys):
     assert main(["verify"]) == 2
     assert "verify needs --tree" in capsys.readouterr().err
+
+
+def test_a_head_whose_suite_did_not_run_is_not_a_pass():
+    base = ev("a", [("t1", "passed")])
+    head = ev("b", [])
+    head.pytest_status = 2  # e.g. a usage error in the child: no junit, no cases
+    report = VerifyReport(Path("/src/linux"), base, head, compare(base.cases, head.cases))
+    assert report.regressed
+    assert "The suite did not run on head" in markdown(report)
+
+
+def test_bisect_run_usage_errors_abort_the_bisection(tmp_path, capsys):
+    assert main(["bisect-run"]) == 128  # no test named
+    assert main(["bisect-run", "--tree", str(tmp_path), "--results", str(tmp_path / "r"),
+                 "tests/guest/test_map_basic.py"]) == 128
+    assert "inside the kernel tree" in capsys.readouterr().err

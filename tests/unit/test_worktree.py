@@ -87,3 +87,33 @@ def test_not_a_git_tree_and_missing_patches_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(GitError, match="holds no"):
         patch_files(tmp_path / "empty")
+
+
+def test_a_file_that_is_not_a_patch_says_so(user_repo, tmp_path):
+    junk = tmp_path / "notes.patch"
+    junk.write_text("just some notes, no diff here\n")
+    wt = PrivateWorktree(user_repo, tmp_path / "cache")
+    with wt.session():
+        wt.checkout(git(user_repo, "rev-parse", "HEAD").strip())
+        with pytest.raises(GitError, match="notes.patch does not apply"):
+            wt.apply_series([junk])
+
+
+def test_user_diff_settings_do_not_break_carrying_changes_over(user_repo, tmp_path):
+    git(user_repo, "config", "diff.noprefix", "true")
+    git(user_repo, "config", "color.diff", "always")
+    (user_repo / "pgtable.rs").write_text("changed\n")
+    wt = PrivateWorktree(user_repo, tmp_path / "cache")
+    with wt.session():
+        wt.user_head()
+        assert (wt.path / "pgtable.rs").read_text() == "changed\n"
+
+
+def test_an_mbox_with_a_cover_letter_applies(user_repo, tmp_path):
+    out = series(user_repo, tmp_path, [("pgtable.rs", "fn map() -> usize {\n    1\n}\n")])
+    mbox = tmp_path / "series.mbox"
+    mbox.write_text("".join(p.read_text() for p in sorted(out.iterdir())))  # 0000 cover first
+    wt = PrivateWorktree(user_repo, tmp_path / "cache")
+    with wt.session():
+        wt.checkout(git(user_repo, "rev-parse", "HEAD").strip())
+        assert len(wt.apply_series(patch_files(mbox))) == 1

@@ -61,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
     results = _results(args, REPO / "results")
     results.mkdir(parents=True, exist_ok=True)
+    for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
+        (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones
     shutil.copyfile(prepared.build.log, results / "build.log")
     log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
     # Tests named on the command line replace the default: the whole guest suite.

@@ -43,6 +43,9 @@ def kernel_repo(cache: Path, source: Path) -> Path:
             shutil.copytree(source, dest, symlinks=True)
             (dest / ".unpacked").unlink(missing_ok=True)
             git(dest, "init", "--quiet", "--initial-branch=master")
+            # no background auto-gc rewriting .git while a test snapshots it
+            git(dest, "config", "gc.auto", "0")
+            git(dest, "config", "maintenance.auto", "false")
             git(dest, "add", "--all", "--force", ".")  # Debian's tarball keeps .gitignore'd files
             git(dest, "commit", "--quiet", "--no-verify", "-m", f"import {source.name}", env=IDENTITY)
             done.write_text(git(dest, "rev-parse", "HEAD"))

@@ -106,14 +106,16 @@ def test_bisect_run_finds_the_commit_that_breaks_the_contract(repo, tmp_path):
     try:
         git(repo, "am", "-q", *map(str, patches), env=IDENTITY)
         git(repo, "bisect", "start", "HEAD", master)
+        # default --results: must land in the harness repository, not in the kernel tree
         run = subprocess.run(["git", "bisect", "run", sys.executable, "-m", "harness", "bisect-run",
-                              "--results", str(tmp_path / "bisect"),
                               "tests/guest/test_map_basic.py"], cwd=repo, text=True,
                              capture_output=True)
         sys.stdout.write(run.stdout[-6000:])
         assert run.returncode == 0, run.stderr[-3000:]
         assert "is the first bad commit" in run.stdout
         assert BREAKS_CONTRACT.subject in run.stdout
+        assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+        assert list((REPO / "results" / "bisect").glob("bisect-*/junit.xml"))
     finally:
         git(repo, "bisect", "reset")
         git(repo, "checkout", "-q", "--force", "master")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .buildroot import remove_tree
 from .cachedir import cache_root
 from .errors import HarnessError
+from .lpae import GRANULE_NAMES
 from .machine import Machine, sweep_stale
 from .pipeline import BuildRequest, prepare
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from .suite_run import SuiteOptions
 
 REPO = Path(__file__).resolve().parent.parent
-GRANULES = ("4K", "16K", "64K")
 
 
 def log(msg: str) -> None:
@@ -207,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
             sp.set_defaults(pytest_args=[])  # everything not an iopt-hil option goes to pytest
         if name == "run":
             sp.add_argument("--results", help="results directory (default: results/ here)")
-            sp.add_argument("--granule", action="append", default=[], choices=GRANULES,
+            sp.add_argument("--granule", action="append", default=[], choices=GRANULE_NAMES,
                             help="only tests of this granule (repeatable; untagged tests count "
                             "as 4K); with pytest-xdist's -n N, N guests run in parallel")
         if name == "shell":

@@ -15,6 +15,10 @@ class Granule:
     size: int
 
     @property
+    def name(self) -> str:
+        return f"{self.size // 1024}K"
+
+    @property
     def shift(self) -> int:
         return self.size.bit_length() - 1
 
@@ -50,6 +54,7 @@ class Granule:
 
 
 GRANULES = {0x1000: Granule(0x1000), 0x4000: Granule(0x4000), 0x10000: Granule(0x10000)}
+GRANULE_NAMES = tuple(g.name for g in GRANULES.values())  # "4K", "16K", "64K"
 
 
 def granule_for(pgsize_bitmap: int) -> Granule:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Generator, Iterator
 import pytest
 
 from .errors import ChannelError, HarnessError, MachineError
+from .lpae import GRANULE_NAMES
 from .buildroot import locked
 from .machine import Machine
 from .modclient import PROTOCOL, ModuleClient
@@ -34,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="extra config fragment from guest-kernel-config/ (repeatable)")
     group.addoption("--results", type=Path, default=Path("results"),
                     help="directory for console logs")
-    group.addoption("--granule", action="append", default=[], choices=("4K", "16K", "64K"),
+    group.addoption("--granule", action="append", default=[], choices=GRANULE_NAMES,
                     help="run only tests of this translation granule (repeatable); tests "
                     "without a granule mark use 4K tables and count as 4K")
     group.addoption("--no-kunit", action="store_true",
@@ -51,9 +52,12 @@ def pytest_configure(config: pytest.Config) -> None:
                             "cause exactly `count` such kernel splats (e.g. 'warning')")
 
 
+DEFAULT_GRANULE = "4K"  # what the `pgtable` factory makes unless told otherwise
+
+
 def granule_of(item: pytest.Item) -> str:
     mark = item.get_closest_marker("granule")
-    return str(mark.args[0]) if mark else "4K"
+    return str(mark.args[0]) if mark else DEFAULT_GRANULE
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,8 +65,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = config.getoption("--granule")
     if not wanted:
         return
-    keep = [item for item in items if granule_of(item) in wanted]
-    dropped = [item for item in items if granule_of(item) not in wanted]
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (keep if granule_of(item) in wanted else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -309,7 +315,7 @@ def walker_finding(tables: list[GuestTable], max_leaves: int = 16) -> str:
     out = []
     for table in tables:
         info = table.info
-        head = f"table {info.id} ({table.granule.size // 1024}K granule, ias {info.ias}, oas {info.oas}, ttbr {info.ttbr:#x})"
+        head = f"table {info.id} ({table.granule.name} granule, ias {info.ias}, oas {info.oas}, ttbr {info.ttbr:#x})"
         try:
             w = table.walk()
         except HarnessError as exc:
@@ -343,8 +349,8 @@ class KunitFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         granules = self.config.getoption("--granule")
-        if self.config.getoption("--no-kunit") or (granules and "4K" not in granules):
-            return  # KUnit items are unmarked, i.e. part of the 4K cell
+        if self.config.getoption("--no-kunit") or (granules and DEFAULT_GRANULE not in granules):
+            return  # KUnit items are unmarked, i.e. part of the default granule's cell
         for name, status, detail in self._outcomes():
             yield KunitItem.from_parent(self, name=name, status=status, detail=detail)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import GRANULES, parser
+from harness.cli import parser
+from harness.lpae import GRANULE_NAMES
 from harness.kconfig import fragment_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / ".ci" / "examples"
@@ -27,7 +28,7 @@ def check(argv: list[str]) -> None:
     args, unknown = parser().parse_known_args(argv)
     assert unknown in ([], ["-n", "2"]), unknown
     fragment_paths(args.kconfig)  # raises for an unknown fragment
-    assert set(getattr(args, "granule", [])) <= set(GRANULES)
+    assert set(getattr(args, "granule", [])) <= set(GRANULE_NAMES)
 
 
 def test_gitlab_matrix_cells_and_verify_job_parse():

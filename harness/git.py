@@ -26,14 +26,18 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return dict(env, GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", **(extra or {}))
 
 
-def git(path: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
-    full_env = _env(env)
+def git_bytes(path: Path, *args: str, input: bytes | None = None,
+              env: dict[str, str] | None = None) -> bytes:
     proc = subprocess.run(["git", "-C", str(path), *args], capture_output=True, input=input,
-                          env=full_env)
+                          env=_env(env))
     if proc.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {path}:\n"
                        f"{(proc.stderr or proc.stdout).decode(errors='replace')[-2000:]}")
-    return proc.stdout.decode(errors="replace")
+    return proc.stdout
+
+
+def git(path: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    return git_bytes(path, *args, input=input, env=env).decode(errors="replace")
 
 
 def is_repo(path: Path) -> bool:
@@ -51,9 +55,5 @@ def resolve(path: Path, rev: str) -> str:
 def uncommitted_diff(path: Path) -> bytes:
     """Tracked changes against HEAD, binary-safe; untracked files are not part of it."""
     # explicit format: the user's diff.noprefix, color or textconv settings must not leak in
-    proc = subprocess.run(["git", "-C", str(path), "diff", "HEAD", "--binary", "--no-ext-diff",
-                           "--no-color", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"],
-                          capture_output=True, env=_env())
-    if proc.returncode != 0:
-        raise GitError(f"git diff HEAD failed in {path}: {proc.stderr.decode(errors='replace')}")
-    return proc.stdout
+    return git_bytes(path, "diff", "HEAD", "--binary", "--no-ext-diff", "--no-color",
+                     "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .buildroot import BuildRoot, locked
 from .errors import TreeError
-from .git import git
+from .git import git, is_repo, uncommitted_diff
 
 ABSTRACTION = "rust/kernel/iommu/pgtable.rs"
 SKIP_DIRS = {".git", ".pc"}
@@ -91,11 +91,11 @@ def kernel_version(path: Path) -> str:
 def identify(tree: KernelTree, source: str = "", content: str | None = None) -> TreeIdentity:
     """`content`: the tree's `fingerprint()` if the caller already has it (it costs ~1 s)."""
     version = kernel_version(tree.path)
-    if (tree.path / ".git").exists():
+    if is_repo(tree.path):
         commit = git(tree.path, "rev-parse", "HEAD").strip()
-        diff = git(tree.path, "diff", "HEAD", "--no-ext-diff", "--binary")
+        diff = uncommitted_diff(tree.path)
         untracked = git(tree.path, "ls-files", "--others", "--exclude-standard", "-z")
-        digest = hashlib.sha256(diff.encode())
+        digest = hashlib.sha256(diff)
         for name in sorted(filter(None, untracked.split("\0"))):
             digest.update(name.encode())
             digest.update((tree.path / name).read_bytes())

@@ -8,7 +8,7 @@ bisect steps are incremental rebuilds and the user's tree is only ever read.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -72,8 +72,7 @@ def test_args(tests: list[str]) -> list[str]:
 def bisect_step(tree: Path, tests: list[str], options: SuiteOptions, results: Path,
                 policy: str = "auto", progress: Progress = print) -> StepResult:
     cache = options.cache or cache_root()
-    opts = SuiteOptions(options.toolchain, options.fragments,
-                        tuple(test_args(tests)) + options.pytest_args, cache)
+    opts = replace(options, cache=cache, pytest_args=tuple(test_args(tests)) + options.pytest_args)
     wt = PrivateWorktree(tree, cache)
     with wt.session():
         commit = wt.user_head()

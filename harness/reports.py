@@ -26,11 +26,14 @@ class CaseResult:
     text: str
 
 
+def _suites(xml: junitparser.JUnitXml | junitparser.TestSuite) -> list[junitparser.TestSuite]:
+    """pytest writes one <testsuite>, possibly inside <testsuites>."""
+    return [xml] if isinstance(xml, junitparser.TestSuite) else list(xml)
+
+
 def read_junit(path: Path) -> tuple[list[CaseResult], dict[str, str]]:
-    xml = junitparser.JUnitXml.fromfile(str(path))
-    suites = [xml] if isinstance(xml, junitparser.TestSuite) else list(xml)
     cases, props = [], {}
-    for suite in suites:
+    for suite in _suites(junitparser.JUnitXml.fromfile(str(path))):
         props.update({p.name: p.value for p in suite.properties()})  # type: ignore[no-untyped-call]
         for case in suite:
             outcome, message, text = "passed", "", ""
@@ -137,8 +140,7 @@ def write_reports(junit: Path, out_dir: Path) -> tuple[str, Path, Path]:
 def add_properties(junit: Path, props: dict[str, str]) -> None:
     """Provenance as suite properties, also when pytest-xdist workers could not record them."""
     xml = junitparser.JUnitXml.fromfile(str(junit))
-    suites = [xml] if isinstance(xml, junitparser.TestSuite) else list(xml)
-    for suite in suites:
+    for suite in _suites(xml):
         have = {p.name for p in suite.properties()}  # type: ignore[no-untyped-call]
         for key, value in props.items():
             if key not in have:

@@ -13,7 +13,7 @@ from typing import Callable
 from .errors import BuildError, ConfigError, TreeError
 from .kbuild import KernelBuild
 from .pipeline import BuildRequest, prepare
-from .reports import CaseResult, read_junit
+from .reports import CaseResult, counts, read_junit
 from .worktree import PrivateWorktree, Revision
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,9 +49,6 @@ class Evaluation:
         """The suite ran to completion (tests passed or failed), not a usage error or crash."""
         return self.built and self.pytest_status in (0, 1) and bool(self.cases)
 
-    @property
-    def passed(self) -> bool:
-        return self.ran and self.pytest_status == 0
 
 
 def build_revision(wt: PrivateWorktree, rev: Revision, options: SuiteOptions, out: Path,
@@ -91,9 +88,9 @@ def run_suite(wt: PrivateWorktree, ev: Evaluation, options: SuiteOptions,
     junit = ev.results / "junit.xml"
     if junit.exists():
         ev.cases, ev.props = read_junit(junit)
-    passed = sum(c.outcome == "passed" for c in ev.cases)
-    failed = sum(c.outcome in ("failed", "error") for c in ev.cases)
-    progress(f"{ev.revision.label}: {ev.revision.short} -- {passed} passed, {failed} failed "
+    c = counts(ev.cases)
+    progress(f"{ev.revision.label}: {ev.revision.short} -- {c['passed']} passed, "
+             f"{c['failed'] + c['error']} failed "
              f"(pytest exit status {ev.pytest_status})")
     return ev
 

@@ -6,7 +6,7 @@ incremental rebuild of base) and the suite runs on both; the verdict is per test
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,8 +96,7 @@ def verify(request: VerifyRequest, progress: Progress = print) -> VerifyReport:
             commits = wt.commits_between(base_commit, head_commit)
         if not commits:
             raise VerifyError(f"nothing to verify: head has no commits over base {base_commit[:12]}")
-        opts = SuiteOptions(request.options.toolchain, request.options.fragments,
-                            request.options.pytest_args, cache)
+        opts = replace(request.options, cache=cache)
         base = evaluate(wt, Revision(base_commit, "base"), opts, results / "base", progress)
         if not base.built:
             raise VerifyError(f"the base {base_commit[:12]} does not build, so there is nothing "

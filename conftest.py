@@ -1,2 +1,2 @@
 """Registers the iopt-hil pytest plugin for this repository's tests."""
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["harness.plugin"]

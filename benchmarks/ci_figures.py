@@ -39,9 +39,9 @@ def main() -> None:
             print(f"matrix (63 cases, 3 granules) with {workers} guest(s): {seconds:.1f} s wall")
         if args.skip_verify:
             return
-        from harness.buildroot import BuildRoot
-        from harness.cachedir import cache_root
-        from harness.tree import default_tree
+        from harness.build.buildroot import BuildRoot
+        from harness.build.cachedir import cache_root
+        from harness.build.tree import default_tree
         from kernel_repo import HARMLESS, kernel_repo, write_series
 
         cache = cache_root()

@@ -9,11 +9,11 @@ import argparse
 import time
 from pathlib import Path
 
-from harness.guestmem import PmemsaveMemory
-from harness.machine import Machine
-from harness.modclient import ModuleClient, req
-from harness.pipeline import BuildRequest, prepare
-from harness.tables import GuestTable
+from harness.guest.guestmem import PmemsaveMemory
+from harness.guest.machine import Machine
+from harness.guest.modclient import ModuleClient, req
+from harness.build.pipeline import BuildRequest, prepare
+from harness.pgtable.tables import GuestTable
 
 
 def main() -> None:

@@ -8,19 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .buildroot import remove_tree
-from .cachedir import cache_root
+from .build.buildroot import remove_tree
+from .build.cachedir import cache_root
+from .build.pipeline import BuildRequest, Prepared, prepare
 from .errors import HarnessError
-from .lpae import GRANULE_NAMES
-from .machine import Machine, sweep_stale
-from .pipeline import BuildRequest, prepare
-
-if TYPE_CHECKING:
-    from .suite_run import SuiteOptions
-
-REPO = Path(__file__).resolve().parent.parent
+from .guest.machine import Machine, sweep_stale
+from .resources import checkout, results_default, suite_dir
+from .workflows.options import BUILD_OPTIONS, GRANULE, RESULTS, SuiteOptions, build_args
 
 
 def log(msg: str) -> None:
@@ -32,12 +27,11 @@ def _request(args: argparse.Namespace) -> BuildRequest:
 
 
 def _plugin_args(args: argparse.Namespace) -> list[str]:
-    out = ["--toolchain", args.toolchain]
-    if args.tree:
-        out += ["--tree", str(args.tree)]
-    for frag in args.kconfig:
-        out += ["--kconfig", frag]
-    return out
+    return build_args(args.tree, args.toolchain, args.kconfig)
+
+
+def _rootdir() -> Path:
+    return checkout() or Path.cwd()
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -48,18 +42,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pytest(paths: list[str], extra: list[str]) -> int:
-    import pytest
+def _pytest(paths: list[str], extra: list[str], prepared: Prepared | None = None) -> int:
+    from .plugin.runner import run_pytest
 
-    return int(pytest.main(["-ra", f"--rootdir={REPO}", "-p", "no:cacheprovider", *paths, *extra]))
+    return run_pytest([*paths, *extra], _rootdir(), prepared)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .reports import add_properties, write_reports
+    from .results.reports import add_properties, write_reports
 
     started = time.monotonic()
     prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
-    results = _results(args, REPO / "results")
+    results = _results(args, results_default())
     results.mkdir(parents=True, exist_ok=True)
     for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
         (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones
@@ -67,9 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
     # Tests named on the command line replace the default: the whole guest suite.
     named = any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in args.pytest_args)
-    rc = _pytest([] if named else [str(REPO / "tests" / "guest")], _plugin_args(args) + [
+    rc = _pytest([] if named else [str(suite_dir())], _plugin_args(args) + [
         f"--results={results}", f"--junitxml={results / 'junit.xml'}"]
-        + [f"--granule={g}" for g in args.granule] + args.pytest_args)
+        + [f"--granule={g}" for g in args.granule] + args.pytest_args, prepared)
     if (results / "junit.xml").exists():
         selection = " ".join(f"granule={g}" for g in args.granule) or "whole suite"
         add_properties(results / "junit.xml", dict(prepared.build.provenance(), selection=selection))
@@ -82,7 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    return _pytest([str(REPO / "tests")], _plugin_args(args) + args.pytest_args)
+    root = checkout()
+    if root is None:
+        raise HarnessError("selftest runs the harness's own tests: it needs a source checkout")
+    return _pytest([str(root / "tests")], _plugin_args(args) + args.pytest_args)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
@@ -110,9 +107,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_mutate(args: argparse.Namespace) -> int:
-    from . import mutate
-    from .buildroot import BuildRoot
-    from .tree import default_tree
+    from .workflows import mutate
+    from .build.buildroot import BuildRoot
+    from .build.tree import default_tree
 
     cache = cache_root()
     root = BuildRoot(cache).ensure(log)
@@ -123,7 +120,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
 
 
 def _fragments(args: argparse.Namespace) -> tuple[str, ...]:
-    """Fragment paths made absolute: verify and bisect-run pass them to a child in REPO."""
+    """Fragment paths made absolute: verify and bisect-run pass them to a child elsewhere."""
     return tuple(str(Path(k).resolve()) if "/" in k or k.endswith(".config") else k
                  for k in args.kconfig)
 
@@ -139,18 +136,16 @@ def _results(args: argparse.Namespace, default: Path) -> Path:
     return results
 
 
-def _suite_options(args: argparse.Namespace) -> "SuiteOptions":
-    from .suite_run import SuiteOptions
-
+def _suite_options(args: argparse.Namespace) -> SuiteOptions:
     return SuiteOptions(args.toolchain, _fragments(args), tuple(args.pytest_args))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import VerifyRequest, markdown, verify
+    from .workflows.verify import VerifyRequest, markdown, verify
 
     if args.tree is None:
         raise HarnessError("verify needs --tree: the git kernel tree whose patch to check")
-    results = _results(args, REPO / "results" / "verify")
+    results = _results(args, results_default() / "verify")
     report = verify(VerifyRequest(args.tree, args.base, args.patch, args.each, results,
                                   _suite_options(args)), log)
     print("\n" + markdown(report, excerpt_lines=12, detailed=3))
@@ -160,11 +155,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bisect_run(args: argparse.Namespace) -> int:
-    from .bisect import ABORT, bisect_step
+    from .workflows.bisect import ABORT, bisect_step
 
     try:
         step = bisect_step(args.tree or Path.cwd(), args.tests, _suite_options(args),
-                           _results(args, REPO / "results" / "bisect"), args.build_failure, log)
+                           _results(args, results_default() / "bisect"), args.build_failure, log)
     except Exception as exc:  # anything unexpected must abort the bisection, not mark "bad"
         print(f"iopt-hil: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ABORT
@@ -192,10 +187,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command_name", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--tree", type=Path, help="kernel tree (default: Debian linux-source-7.3)")
-        sp.add_argument("--toolchain", choices=("buildroot", "host"), default="buildroot")
-        sp.add_argument("--kconfig", action="append", default=[], metavar="FRAGMENT",
-                        help="extra fragment from guest-kernel-config/ (repeatable)")
+        for option in BUILD_OPTIONS:
+            option.register(sp.add_argument)
 
     for name, func, doc in (("run", cmd_run, "build if needed, boot, run the guest suite"),
                             ("selftest", cmd_selftest, "run the project's own tests"),
@@ -206,10 +199,8 @@ def parser() -> argparse.ArgumentParser:
         if name in ("run", "selftest"):
             sp.set_defaults(pytest_args=[])  # everything not an iopt-hil option goes to pytest
         if name == "run":
-            sp.add_argument("--results", help="results directory (default: results/ here)")
-            sp.add_argument("--granule", action="append", default=[], choices=GRANULE_NAMES,
-                            help="only tests of this granule (repeatable; untagged tests count "
-                            "as 4K); with pytest-xdist's -n N, N guests run in parallel")
+            RESULTS.register(sp.add_argument)
+            GRANULE.register(sp.add_argument)  # with pytest-xdist's -n N, N guests in parallel
         if name == "shell":
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
         sp.set_defaults(func=func)
@@ -219,14 +210,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--base", help="base revision (default: HEAD with --patch, else @{upstream})")
     sp.add_argument("--patch", type=Path, help="mbox/patch file or directory, applied with git am")
     sp.add_argument("--each", action="store_true", help="every commit must build, boot and pass")
-    sp.add_argument("--results", help="results directory (default: results/verify/ here)")
+    RESULTS.register(sp.add_argument)  # default: results/verify/
     sp.set_defaults(func=cmd_verify, pytest_args=[])
     sp = sub.add_parser("bisect-run", help="for `git bisect run`: 0 good, 1 bad, 125 skip")
     common(sp)
     sp.add_argument("tests", nargs="+", help="test ids, e.g. tests/guest/test_contract.py::test_x")
     sp.add_argument("--build-failure", choices=("auto", "skip", "bad"), default="auto",
                     help="auto: bad if compiler errors point into the io_pgtable code, else skip")
-    sp.add_argument("--results", help="results directory (default: results/bisect/ here)")
+    RESULTS.register(sp.add_argument)  # default: results/bisect/
     sp.set_defaults(func=cmd_bisect_run, pytest_args=[])
     sp = sub.add_parser("mutate", help="mutation self-check: wrong one-line changes to a copy "
                         "of the default tree must each fail the suite")
@@ -246,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         args, unknown = p.parse_known_args(argv)
     except SystemExit as exc:
         if argv[:1] == ["bisect-run"] and exc.code:
-            from .bisect import ABORT
+            from .workflows.bisect import ABORT
             return ABORT  # a usage error must abort `git bisect run`, not mark the commit bad
         raise
     if unknown:

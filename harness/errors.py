@@ -9,6 +9,7 @@ HarnessError
  ├── ImageError       the guest initramfs could not be assembled
  ├── MachineError     the guest did not come up or died
  │    ├── BootTimeout, GuestPanic, GuestHang, QemuExited
+ │    └── BootFailedEarlier  a session's guest failed to boot before: no further boots
  ├── ChannelError     QMP or SSH failed
  ├── ModuleError      the debugfs test module answered outside its grammar
  ├── WalkError        a page table read from guest memory is malformed
@@ -70,6 +71,12 @@ class GuestHang(MachineError):
 
 class QemuExited(MachineError):
     pass
+
+
+class BootFailedEarlier(MachineError):
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ChannelError(HarnessError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.model import diff
-from harness.modclient import Prot
+from harness.pgtable.model import diff
+from harness.guest.modclient import Prot
 
 pytestmark = pytest.mark.guest
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.model import diff
+from harness.pgtable.model import diff
 
 pytestmark = pytest.mark.guest
 K4, M2, PA = 0x1000, 0x20_0000, 0x40_0000_0000

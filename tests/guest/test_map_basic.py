@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.modclient import Prot
-from harness.walker import Walk
+from harness.guest.modclient import Prot
+from harness.pgtable.walker import Walk
 
 pytestmark = pytest.mark.guest
 
@@ -95,7 +95,7 @@ def test_malformed_batch_is_rejected_whole(pgtable, module):
 
 
 def test_shared_memory_and_pmemsave_read_the_same_table(pgtable, guest):
-    from harness.guestmem import PmemsaveMemory
+    from harness.guest.guestmem import PmemsaveMemory
 
     table = pgtable()
     table.map(0x20_0000, PADDR, 0x20_0000)

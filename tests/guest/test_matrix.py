@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from harness.modclient import req
+from harness.guest.modclient import req
 
 pytestmark = pytest.mark.guest
 

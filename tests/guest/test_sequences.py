@@ -12,8 +12,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from harness.model import TableModel, compare
-from harness.modclient import ModuleClient, Prot, req
+from harness.pgtable.model import TableModel, compare
+from harness.guest.modclient import ModuleClient, Prot, req
 
 pytestmark = pytest.mark.guest
 

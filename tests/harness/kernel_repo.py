@@ -10,8 +10,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.buildroot import locked
-from harness.git import IDENTITY, git
+from harness.build.cachedir import locked
+from harness.build.git import IDENTITY, git
 
 RUST_FILE = "rust/kernel/iommu/pgtable.rs"
 

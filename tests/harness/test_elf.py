@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.elfcheck import build_id, check_module, module_info
+from harness.build.elfcheck import build_id, check_module, module_info
 from harness.errors import BuildError
 
 pytestmark = pytest.mark.guest

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.reports import read_junit, split_sections, summary_markdown
+from harness.results.reports import read_junit, split_sections, summary_markdown
 
 pytestmark = pytest.mark.guest
 
@@ -81,7 +81,7 @@ def inner_run(kernel_build, tmp_path_factory):
     where = tmp_path_factory.mktemp("inner")
     (where / "test_inner.py").write_text(INNER)
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "-v",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-v",
                            "-p", "no:cacheprovider", f"--results={where / 'results'}", f"--junitxml={where / 'junit.xml'}", str(where)],
                           cwd=where, capture_output=True, text=True, timeout=900)
     return proc, time.monotonic() - started, where

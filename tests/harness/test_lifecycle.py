@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.machine import RUN_PREFIX, SHM_PREFIX, sweep_stale
+from harness.guest.machine import RUN_PREFIX, SHM_PREFIX, sweep_stale
 
 pytestmark = pytest.mark.guest
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import sys, time
-from harness.machine import Machine
-from harness.pipeline import BuildRequest, prepare
+from harness.guest.machine import Machine
+from harness.build.pipeline import BuildRequest, prepare
 p = prepare(BuildRequest(), progress=lambda m: None)
 m = Machine(p.build, p.root, progress=lambda m: None).start()
 print("UP", m.proc.pid, m.rundir, flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.reports import read_junit
+from harness.results.reports import read_junit
 
 pytestmark = pytest.mark.guest
 REPO = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from kcidb_io.schema import LATEST
 
-from harness.cachedir import cache_root
-from harness.git import IDENTITY, git
-from harness.reports import read_junit
-from harness.tree import default_tree
+from harness.build.cachedir import cache_root
+from harness.build.git import IDENTITY, git
+from harness.results.reports import read_junit
+from harness.build.tree import default_tree
 
 from ..tree_snapshot import differences, snapshot
 from .kernel_repo import BREAKS_CONTRACT, HARMLESS, RUST_FILE, Edit, kernel_repo, write_series

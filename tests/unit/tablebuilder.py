@@ -2,8 +2,8 @@
 walker is checked against tables the tests made themselves (not against the kernel)."""
 from __future__ import annotations
 
-from harness.guestmem import FakeMemory
-from harness.lpae import Granule
+from harness.guest.guestmem import FakeMemory
+from harness.pgtable.lpae import Granule
 
 VALID, TABLE, PAGE = 1, 2, 2
 AF, NG = 1 << 10, 1 << 11

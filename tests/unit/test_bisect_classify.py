@@ -1,5 +1,5 @@
 """bisect-run's build-failure triage: errors in the code under test are bad, others skip."""
-from harness.bisect import BAD, SKIP, classify_build_failure, error_paths
+from harness.workflows.bisect import BAD, SKIP, classify_build_failure, error_paths
 
 RUST_LOG = """\
   RUSTC L rust/kernel.o

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from harness.cli import parser
-from harness.lpae import GRANULE_NAMES
-from harness.kconfig import fragment_paths
+from harness.pgtable.lpae import GRANULE_NAMES
+from harness.build.kconfig import fragment_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / ".ci" / "examples"
 

@@ -1,6 +1,6 @@
 """Per-test verdicts between base and head runs."""
-from harness.comparison import compare, regressions, tally, verdict
-from harness.reports import CaseResult
+from harness.results.comparison import compare, regressions, tally, verdict
+from harness.results.reports import CaseResult
 
 
 def case(name, outcome, text=""):

@@ -4,7 +4,7 @@ import stat
 
 import libarchive
 
-from harness.cpio import CpioWriter, Member, members_from_dir
+from harness.guest.cpio import CpioWriter, Member, members_from_dir
 
 
 def _read_back(data: bytes) -> dict[str, tuple[int, bytes | str]]:

@@ -1,7 +1,7 @@
 import pytest
 
 from harness.errors import ModuleError
-from harness.modclient import Prot, parse_reply, req
+from harness.guest.modclient import Prot, parse_reply, req
 
 
 def test_request_lines():
@@ -31,7 +31,7 @@ def test_replies_outside_the_grammar_raise(line):
 
 def test_ok_with_nothing_mapped_is_a_contract_violation():
     from harness.errors import ContractViolation
-    from harness.modclient import check_contract
+    from harness.guest.modclient import check_contract
 
     check_contract("map ...", parse_reply("0 map ret=0 src=pgtable mapped=0x1000"))
     check_contract("map ...", parse_reply("0 map ret=-22 src=pgtable mapped=0x0"))

@@ -1,4 +1,4 @@
-from harness import kconfig
+from harness.build import kconfig
 
 
 def test_parse_merge_and_render():

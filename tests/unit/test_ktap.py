@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from harness import ktap
+from harness.guest import ktap
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.lpae import GRANULES, decode, decode_mair, granule_for
+from harness.pgtable.lpae import GRANULES, decode, decode_mair, granule_for
 
 G4K, G16K, G64K = GRANULES[0x1000], GRANULES[0x4000], GRANULES[0x10000]
 

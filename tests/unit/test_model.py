@@ -1,6 +1,6 @@
-from harness.lpae import GRANULES
-from harness.model import TableModel, compare, diff
-from harness.walker import walk
+from harness.pgtable.lpae import GRANULES
+from harness.pgtable.model import TableModel, compare, diff
+from harness.pgtable.walker import walk
 
 from .tablebuilder import TableBuilder
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from harness.qemu_cmd import MachineSpec, qemu_argv
+from harness.guest.qemu_cmd import MachineSpec, qemu_argv
 
 
 def test_argv_has_smmu_private_ports_and_shared_ram():
@@ -16,7 +16,7 @@ def test_argv_has_smmu_private_ports_and_shared_ram():
 
 
 def test_hang_heuristic_counts_samples_in_one_window():
-    from harness.machine import _mostly_within
+    from harness.guest.machine import _mostly_within
 
     idle_with_a_tick = (0x1000, 0x1000, 0x1000, 0x9000, 0x1000, 0x1004, 0x1000, 0x1000)
     assert _mostly_within(idle_with_a_tick, 256) == 7

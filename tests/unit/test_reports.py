@@ -3,7 +3,7 @@ import json
 import junitparser
 from kcidb_io.schema import LATEST
 
-from harness.reports import read_junit, summary_markdown, write_reports
+from harness.results.reports import read_junit, summary_markdown, write_reports
 
 PROPS = {"tree": "7.3.4 git 0123456789ab", "kernel_release": "7.3.4", "fragments": "base",
          "build_key": "abc", "build_id": "f0", "toolchain.rustc": "1.85.1",
@@ -51,7 +51,7 @@ def test_all_passed_gives_the_mailing_list_line_and_valid_kcidb(tmp_path):
 
 
 def test_failure_sections_are_split_out_for_the_summary(tmp_path):
-    from harness.reports import CaseResult, split_sections, failure_excerpt
+    from harness.results.reports import CaseResult, split_sections, failure_excerpt
 
     text = ("def test_x():\n>       assert w.mapped_bytes() == 0x2000\nE       assert 4096 == 8192\n"
             "\ntests/guest/test_x.py:9: AssertionError\n"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.splats import classify, kind_of, matching
+from harness.guest.splats import classify, kind_of, matching
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -3,7 +3,7 @@ import subprocess
 import pytest
 
 from harness.errors import TreeError
-from harness.tree import KernelTree, identify, user_tree
+from harness.build.tree import KernelTree, identify, user_tree
 
 
 def _fake_tree(root, rust=True, abstraction=True):

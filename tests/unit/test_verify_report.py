@@ -3,11 +3,11 @@ tests/harness/test_verify.py), and its refusals before anything is built."""
 from pathlib import Path
 
 from harness.cli import main
-from harness.comparison import compare
-from harness.reports import CaseResult
-from harness.suite_run import Evaluation
-from harness.verify import SeriesStep, VerifyReport, as_json, markdown
-from harness.worktree import Revision
+from harness.results.comparison import compare
+from harness.results.reports import CaseResult
+from harness.workflows.suite_run import Evaluation
+from harness.workflows.verify import SeriesStep, VerifyReport, as_json, markdown
+from harness.build.worktree import Revision
 
 PROPS = {"tree": "7.3.4 git 0123456789ab", "kernel_release": "7.3.4", "fragments": "base",
          "toolchain.qemu-system-arm": "10.0", "toolchain.rustc": "1.85", "toolchain.clang": "19"}

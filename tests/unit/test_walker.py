@@ -1,7 +1,7 @@
 import pytest
 
-from harness.lpae import GRANULES
-from harness.walker import walk
+from harness.pgtable.lpae import GRANULES
+from harness.pgtable.walker import walk
 
 from .tablebuilder import AF, NG, TableBuilder
 

@@ -4,8 +4,8 @@ import subprocess
 import pytest
 
 from harness.errors import GitError
-from harness.git import IDENTITY, git
-from harness.worktree import PrivateWorktree, patch_files
+from harness.build.git import IDENTITY, git
+from harness.build.worktree import PrivateWorktree, patch_files
 
 from ..tree_snapshot import differences, snapshot
 

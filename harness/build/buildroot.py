@@ -1,0 +1,112 @@
+"""The managed Debian trixie build root: kernel toolchain, QEMU and arm64 guest packages.
+
+Made once with debootstrap under the cache (about a minute and a half), then reused. Nothing is
+installed into the host: every command runs chrooted inside a private mount namespace.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+from ..errors import ToolchainError
+from .cachedir import locked
+from .toolchain import Bind, ToolchainInfo, chroot_argv, run_logged
+
+SUITE = "trixie"
+MIRROR = os.environ.get("IOPT_HIL_MIRROR", "http://deb.debian.org/debian")
+PACKAGES = (
+    "make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod python3 xz-utils "
+    "clang lld llvm rustc rust-src rustfmt bindgen qemu-system-arm git ca-certificates"
+).split()
+BACKPORTS = ["linux-source-7.3/trixie-backports"]
+RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", "linux-source-7.3")
+STAMP = "iopt-hil-stamp.json"
+ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+       "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below `path` in this namespace (a root with any must not be deleted)."""
+    prefix = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            point = line.split()[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return found
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that refuses a directory with live mounts below it (a bound /dev would go too)."""
+    live = mounts_below(path)
+    if live:
+        raise ToolchainError(f"refusing to delete {path}: still mounted below it: {live}")
+    shutil.rmtree(path, ignore_errors=False)
+
+
+class BuildRoot:
+    """A trixie chroot under `cache/root`; implements the `Toolchain` protocol."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.path = cache / "root"
+        self.info = ToolchainInfo("buildroot-trixie")
+
+    @property
+    def ready(self) -> bool:
+        return (self.path / STAMP).exists()
+
+    def ensure(self, progress: Any = print) -> "BuildRoot":
+        with locked(self.cache / "root.lock"):
+            if not self.ready:
+                self._create(progress)
+        self.info = ToolchainInfo("buildroot-trixie", self.versions())
+        return self
+
+    def versions(self) -> dict[str, str]:
+        data: dict[str, str] = json.loads((self.path / STAMP).read_text())["versions"]
+        return data
+
+    def argv(self, argv: Sequence[str], binds: Sequence[Bind] = (),
+             cwd: Path | None = None) -> list[str]:
+        return chroot_argv(self.path, argv, binds, ENV, cwd)
+
+    def run(self, argv: Sequence[str], binds: Sequence[Bind] = (), *, cwd: Path | None = None,
+            stdout: int | IO[Any] | None = None, check: bool = True,
+            timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
+        return run_logged(self.argv(argv, binds, cwd), stdout=stdout, check=check,
+                          timeout=timeout)
+
+    def _create(self, progress: Any) -> None:
+        if shutil.which("debootstrap") is None:
+            raise ToolchainError("debootstrap is not installed on the host "
+                                 "(`apt-get install debootstrap`, or run ./iopt-hil which does)")
+        tmp = self.cache / "root.tmp"
+        for stale in (tmp, self.path):
+            if stale.exists():
+                remove_tree(stale)
+        started = time.monotonic()
+        progress(f"build root: debootstrap {SUITE} into {tmp} (about 30 s)")
+        log = self.cache / "root.log"
+        with open(log, "wb") as out:
+            run_logged(["debootstrap", "--variant=minbase", SUITE, str(tmp), MIRROR], stdout=out)
+            (tmp / "etc/apt/sources.list").write_text(
+                f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {SUITE}-backports main\n")
+            shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
+            progress("build root: installing clang, rustc, bindgen, qemu, linux-source (about 60 s)")
+            script = ("dpkg --add-architecture arm64 && apt-get update -q && "
+                      "apt-get install -y -q --no-install-recommends "
+                      + " ".join(PACKAGES + BACKPORTS))
+            run_logged(chroot_argv(tmp, ["sh", "-c", script], (), ENV), stdout=out)
+            fmt = "${Package}=${Version}\\n"
+            query = run_logged(chroot_argv(tmp, ["dpkg-query", "-W", "-f", fmt, *RECORDED], (), ENV))
+        versions = dict(line.split("=", 1) for line in query.stdout.decode().split())
+        (tmp / STAMP).write_text(json.dumps({"suite": SUITE, "versions": versions}, indent=1))
+        tmp.rename(self.path)
+        progress(f"build root ready in {time.monotonic() - started:.0f} s: {versions}")

@@ -1,0 +1,162 @@
+"""Kernel and test-module builds: `make O=` in a cache directory keyed by tree, config, toolchain.
+
+The same tree, fragments and toolchain always land in the same build directory, so an edit to
+the tree is an incremental kbuild rebuild; when nothing at all changed, make is not run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import elfcheck
+
+from . import kconfig
+from .cachedir import locked
+from ..errors import BuildError, ConfigError, ToolchainError
+from ..resources import module_dir
+from .toolchain import Bind, Toolchain
+from .tree import KernelTree, TreeIdentity, fingerprint, identify
+
+MODULE_NAME = "iopt_hil"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """Everything a boot and a report need to know about one build."""
+
+    key: str
+    out: Path
+    image: Path
+    vmlinux: Path
+    module: Path
+    release: str
+    identity: TreeIdentity
+    fragments: tuple[str, ...]
+    toolchain: dict[str, str]
+    rebuilt: bool
+    seconds: float
+    log: Path
+    build_id: str = ""
+    kunit_modules: tuple[Path, ...] = ()
+
+    def provenance(self) -> dict[str, str]:
+        return {"tree": self.identity.describe(), "kernel_release": self.release,
+                "fragments": ",".join(self.fragments), "build_key": self.key,
+                "build_id": self.build_id,
+                **{f"toolchain.{k}": v for k, v in self.toolchain.items()}}
+
+
+def build_key(tree: KernelTree, fragments_digest: str, toolchain_key: str) -> str:
+    raw = f"{os.path.realpath(tree.path)}\0{fragments_digest}\0{toolchain_key}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def module_sources() -> list[Path]:
+    """The Rust module's source files (Kbuild, *.rs), in a stable order."""
+    return sorted(p for p in module_dir().iterdir() if p.is_file() and (p.suffix == ".rs" or p.name == "Kbuild"))
+
+
+def module_digest() -> str:
+    digest = hashlib.sha256()
+    for path in module_sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cache: Path,
+          progress: Progress = print, source: str = "", jobs: int | None = None) -> KernelBuild:
+    """Configure (if the fragments changed), build Image + module (if anything changed)."""
+    started = time.monotonic()
+    paths = kconfig.fragment_paths(fragment_names)
+    texts = [p.read_text() for p in paths]
+    frag_digest = kconfig.digest(texts)
+    key = build_key(tree, frag_digest, toolchain.info.key())
+    bdir = cache / "builds" / key
+    out, moddir, log = bdir / "out", bdir / "module", bdir / "build.log"
+    with locked(cache / "builds" / f"{key}.lock"):
+        out.mkdir(parents=True, exist_ok=True)
+        content = fingerprint(tree.path)
+        identity = identify(tree, source, content)
+        inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(),
+                                           toolchain.info.key()]).encode()).hexdigest()
+        stamp = bdir / "stamp.json"
+        artifacts = (out / "arch/arm64/boot/Image", out / "vmlinux", moddir / f"{MODULE_NAME}.ko")
+        rebuilt = True
+        if stamp.exists() and json.loads(stamp.read_text()).get("inputs") == inputs and all(
+                a.exists() for a in artifacts):
+            rebuilt = False
+            progress(f"kernel build {key}: nothing changed, make skipped")
+        else:
+            make = ["make", "-C", str(tree.path), f"O={out}", "ARCH=arm64", "LLVM=1",
+                    f"-j{jobs or os.cpu_count() or 2}"]
+            binds = [Bind(tree.path, readonly=True), Bind(bdir)]
+            with open(log, "wb") as logf:  # one build per log: results keep a copy
+                def step(what: str, argv: list[str]) -> None:
+                    logf.write(f"\n### {what}: {' '.join(argv)}\n".encode())
+                    logf.flush()
+                    try:
+                        toolchain.run(argv, binds, stdout=logf)
+                    except ToolchainError as exc:
+                        raise BuildError(f"{what} failed for {tree.path}", str(log),
+                                         _tail(log)) from exc
+                _configure(step, make, out, bdir, texts, frag_digest, progress)
+                progress(f"kernel build {key}: make Image modules (log: {log})")
+                step("kernel", make + ["Image", "modules"])
+                _sync_module(moddir)
+                progress("kernel build: test module")
+                try:
+                    step("module", make + [f"M={moddir}", "modules"])
+                except BuildError as exc:
+                    raise BuildError(
+                        "the test module does not build against this tree's kernel::iommu::pgtable "
+                        "API (see the compiler errors below)", str(log), exc.tail) from exc
+            stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity)}))
+        release = (out / "include/config/kernel.release").read_text().strip()
+        elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
+        kunit = tuple(elfcheck.kunit_modules(out))
+    return KernelBuild(key, out, artifacts[0], artifacts[1], artifacts[2], release, identity,
+                       tuple(p.stem for p in paths), toolchain.info.versions, rebuilt,
+                       time.monotonic() - started, log, elfcheck.build_id(artifacts[1]), kunit)
+
+
+def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Path, bdir: Path,
+               texts: list[str], frag_digest: str, progress: Progress) -> None:
+    marker = bdir / "config.digest"
+    if (out / ".config").exists() and marker.exists() and marker.read_text() == frag_digest:
+        return
+    progress("kernel config: tinyconfig + fragments + olddefconfig")
+    step("rustavailable", make[:5] + ["rustavailable"])
+    step("tinyconfig", make + ["tinyconfig"])
+    requested = kconfig.merge(texts)
+    with open(out / ".config", "a") as cfg:
+        cfg.write("\n# iopt-hil fragments\n" + kconfig.render(requested))
+    step("olddefconfig", make + ["olddefconfig"])
+    dropped = kconfig.check(requested, kconfig.parse((out / ".config").read_text()))
+    if dropped:
+        raise ConfigError("requested Kconfig symbols did not survive olddefconfig (missing "
+                          "dependency, or not in this tree):\n  "
+                          + "\n  ".join(map(str, dropped)), [d.symbol for d in dropped])
+    marker.write_text(frag_digest)
+
+
+def _sync_module(moddir: Path) -> None:
+    """Copy the module sources, touching only files whose content changed (kbuild uses mtimes)."""
+    moddir.mkdir(parents=True, exist_ok=True)
+    for src in module_sources():
+        dst = moddir / src.name
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            shutil.copyfile(src, dst)
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

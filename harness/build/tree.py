@@ -1,0 +1,122 @@
+"""Kernel trees: the default Debian source, or the user's; validation and identity.
+
+A tree is only ever read: builds happen in `O=` directories under the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .buildroot import BuildRoot
+from .cachedir import locked
+from ..errors import TreeError
+from .git import git, is_repo, uncommitted_diff
+
+ABSTRACTION = "rust/kernel/iommu/pgtable.rs"
+SKIP_DIRS = {".git", ".pc"}
+
+
+@dataclass(frozen=True)
+class KernelTree:
+    path: Path
+    origin: str  # "default" (Debian linux-source) or "user"
+
+
+@dataclass(frozen=True)
+class TreeIdentity:
+    """What was tested: a git commit (+ hash of uncommitted changes) or a source version."""
+
+    kind: str  # "git" or "source"
+    version: str  # kernelversion from the Makefile
+    commit: str = ""
+    dirty: str = ""  # sha256 prefix of the uncommitted diff, "" if clean
+    source: str = ""  # e.g. "linux-source-7.3=7.3.4-1~bpo13+1"
+
+    def describe(self) -> str:
+        if self.kind == "git":
+            return f"{self.version} git {self.commit[:12]}" + (f" +dirty:{self.dirty}" if self.dirty else "")
+        return f"{self.version} {self.source} content:{self.dirty}".strip()
+
+
+def default_tree(root: BuildRoot) -> KernelTree:
+    """Unpack the build root's linux-source-7.3 tarball into the cache (once)."""
+    version = root.versions().get("linux-source-7.3", "unknown")
+    dest = root.cache / "trees" / f"linux-source-{version}"
+    tarball = root.path / "usr/src/linux-source-7.3.tar.xz"
+    with locked(root.cache / "trees.lock"):
+        if not (dest / ".unpacked").exists():
+            if not tarball.exists():
+                raise TreeError(f"{tarball} is missing: is linux-source-7.3 installed in the root?")
+            tmp = dest.with_name(dest.name + ".tmp")
+            tmp.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(tarball) as tar:
+                tar.extractall(tmp, filter="fully_trusted")
+            (tmp / "linux-source-7.3").rename(dest)
+            tmp.rmdir()
+            (dest / ".unpacked").write_text(version + "\n")
+    return KernelTree(dest, "default")
+
+
+def user_tree(path: Path) -> KernelTree:
+    tree = KernelTree(Path(path).resolve(), "user")
+    validate(tree)
+    return tree
+
+
+def validate(tree: KernelTree) -> None:
+    """Refuse early, with a reason, a tree the harness cannot test."""
+    p = tree.path
+    if not (p / "Makefile").is_file() or not (p / "arch/arm64").is_dir():
+        raise TreeError(f"{p} is not a kernel tree with arch/arm64")
+    if not (p / "rust/kernel/lib.rs").is_file() or "config RUST" not in (p / "init/Kconfig").read_text():
+        raise TreeError(f"{p} has no Rust support (rust/kernel/lib.rs, CONFIG_RUST)")
+    if not (p / ABSTRACTION).is_file():
+        raise TreeError(f"{p} lacks {ABSTRACTION}: the kernel::iommu::pgtable abstraction "
+                        "(merged in Linux 7.0) is not in this tree")
+    if (p / ".config").exists() or (p / "include/config").exists():
+        raise TreeError(f"{p} has been configured in-tree (.config); out-of-tree builds need "
+                        "`make mrproper` there first (the harness never writes into your tree)")
+
+
+def kernel_version(path: Path) -> str:
+    head = (path / "Makefile").read_text(errors="replace")[:2000]
+    fields: dict[str, str] = dict(re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)[ \t]*=[ \t]*(\S*)", head, re.M))
+    version = f"{fields.get('VERSION', '?')}.{fields.get('PATCHLEVEL', '?')}.{fields.get('SUBLEVEL', '?')}"
+    return version + fields.get("EXTRAVERSION", "")
+
+
+def identify(tree: KernelTree, source: str = "", content: str | None = None) -> TreeIdentity:
+    """`content`: the tree's `fingerprint()` if the caller already has it (it costs ~1 s)."""
+    version = kernel_version(tree.path)
+    if is_repo(tree.path):
+        commit = git(tree.path, "rev-parse", "HEAD").strip()
+        diff = uncommitted_diff(tree.path)
+        untracked = git(tree.path, "ls-files", "--others", "--exclude-standard", "-z")
+        digest = hashlib.sha256(diff)
+        for name in sorted(filter(None, untracked.split("\0"))):
+            digest.update(name.encode())
+            digest.update((tree.path / name).read_bytes())
+        dirty = digest.hexdigest()[:16] if diff or untracked else ""
+        return TreeIdentity("git", version, commit=commit, dirty=dirty)
+    # No history to name a change by: a content fingerprint tells two states of the tree apart.
+    return TreeIdentity("source", version, source=source,
+                        dirty=(content or fingerprint(tree.path))[:16])
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap content proxy for a whole tree: every file's name, size and mtime (~0.5 s)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            digest.update(f"{full}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()

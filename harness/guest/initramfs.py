@@ -1,0 +1,136 @@
+"""The guest's initramfs: arm64 busybox + dropbear from Debian, our /init, the test module.
+
+Two archives concatenated (the kernel unpacks both): a cached base with the userland and the
+module, and a tiny per-run part holding that run's SSH public key.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..build.buildroot import BuildRoot, remove_tree
+from ..build.cachedir import locked
+from .cpio import CpioWriter, Member, members_from_dir
+from ..errors import ImageError
+from ..errors import ToolchainError
+from ..build.toolchain import Bind
+
+GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
+                  "libtommath1", "libgmp10", "zlib1g")
+READY = "IOPT-HIL-READY"
+MODULE_FAILED = "IOPT-HIL-MODULE-FAILED"
+DEBUGFS_CTL = "/sys/kernel/debug/iopt_hil/ctl"
+
+INIT = f"""#!/bin/sh
+# iopt-hil guest init: mounts, network, sshd with the run's key, the test module.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /tmp /run /var/log /root/.ssh /etc/dropbear
+mount -t devpts devpts /dev/pts
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+cp /etc/iopt-hil/authorized_keys /root/.ssh/authorized_keys
+chmod 700 /root /root/.ssh && chmod 600 /root/.ssh/authorized_keys
+if insmod /lib/modules/iopt_hil.ko && [ -e {DEBUGFS_CTL} ]; then
+    echo "iopt-hil: module loaded"
+else
+    echo "{MODULE_FAILED}"
+fi
+dropbear -R -E -s -p 22 -P /run/dropbear.pid
+echo "{READY} $(uname -r)"
+while true; do sleep 3600; done
+"""
+
+
+def guest_sysroot(root: BuildRoot, progress: Callable[[str], None] = print) -> Path:
+    """arm64 Debian packages unpacked into the cache (once)."""
+    tag = hashlib.sha256(" ".join(GUEST_PACKAGES).encode()).hexdigest()[:12]
+    dest = root.cache / "guest" / tag
+    with locked(root.cache / "guest.lock"):
+        if (dest / ".done").exists():
+            return dest / "sysroot"
+        if dest.exists():
+            remove_tree(dest)
+        debs = dest / "debs"
+        debs.mkdir(parents=True)
+        progress("guest userland: fetching arm64 " + " ".join(GUEST_PACKAGES))
+        script = (f"cd {debs} && apt-get download " + " ".join(f"{p}:arm64" for p in GUEST_PACKAGES)
+                  + f" && for d in *.deb; do dpkg-deb -x $d {dest}/sysroot; done")
+        try:
+            root.run(["sh", "-c", script], [Bind(dest)])
+        except ToolchainError as exc:
+            raise ImageError(f"could not fetch the guest packages: {exc}") from exc
+        (dest / ".done").write_text("\n".join(GUEST_PACKAGES))
+    return dest / "sysroot"
+
+
+def base_members(sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()) -> list[Member]:
+    members = [Member.directory(d) for d in ("etc", "proc", "sys", "dev", "root", "tmp", "run", "var")]
+    # trixie is merged-/usr: the packages ship /usr/bin etc., the top-level names are links.
+    members += [Member.symlink(link, f"usr/{link}") for link in ("bin", "sbin", "lib")]
+    for sub in ("usr", "etc"):
+        if (sysroot / sub).is_dir():
+            members += members_from_dir(sysroot / sub, sub)
+    members += [
+        Member.directory("usr/lib/modules"),
+        Member.file("usr/lib/modules/iopt_hil.ko", module.read_bytes()),
+        Member.directory("usr/lib/modules/kunit"),
+        *[Member.file(f"usr/lib/modules/kunit/{m.name}", m.read_bytes()) for m in extra_modules],
+        Member.file("init", INIT.encode(), 0o755),
+        Member.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+        Member.file("etc/group", b"root:x:0:\n"),
+        Member.file("etc/shells", b"/bin/sh\n"),
+    ]
+    busybox_links = ["sh", "mount", "ip", "insmod", "rmmod", "lsmod", "cat", "echo", "ls", "mkdir",
+                     "chmod", "cp", "sleep", "uname", "dmesg", "grep", "head", "tail", "ps", "kill",
+                     "sync", "poweroff", "true", "false", "dd", "hexdump", "wc", "sed", "awk",
+                     "tr", "rm", "mv", "env", "date", "vi", "less", "seq", "printf", "test", "["]
+    members += [Member.symlink(f"usr/bin/{name}", "busybox") for name in busybox_links
+                if not (sysroot / "usr/bin" / name).exists()]
+    return members
+
+
+def write_base(path: Path, sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()) -> None:
+    if not (sysroot / "usr/bin/busybox").exists() or not (sysroot / "usr/sbin/dropbear").exists():
+        raise ImageError(f"{sysroot} lacks busybox or dropbear")
+    buf = io.BytesIO()
+    writer = CpioWriter(buf)
+    for member in base_members(sysroot, module, extra_modules):
+        writer.add(member)
+    writer.close()
+    path.write_bytes(buf.getvalue())
+
+
+def write_run_part(path: Path, authorized_key: str) -> None:
+    buf = io.BytesIO()
+    writer = CpioWriter(buf)
+    writer.add(Member.directory("etc/iopt-hil", 0o700))
+    writer.add(Member.file("etc/iopt-hil/authorized_keys", authorized_key.encode(), 0o600))
+    writer.close()
+    path.write_bytes(buf.getvalue())
+
+
+def build_initramfs(root: BuildRoot, module: Path, rundir: Path, authorized_key: str,
+                    progress: Callable[[str], None] = print,
+                    extra_modules: Sequence[Path] = ()) -> Path:
+    """Base archive (cached by module content) + per-run key archive, concatenated."""
+    sysroot = guest_sysroot(root, progress)
+    digest = hashlib.sha256(b"".join(m.read_bytes() for m in (module, *extra_modules))
+                            + INIT.encode()).hexdigest()[:16]
+    base = root.cache / "guest" / f"base-{digest}.cpio"
+    with locked(root.cache / "guest.lock"):
+        if not base.exists():
+            tmp = base.with_suffix(".tmp")
+            write_base(tmp, sysroot, module, extra_modules)
+            tmp.rename(base)
+    run_part = rundir / "run.cpio"
+    write_run_part(run_part, authorized_key)
+    image = rundir / "initramfs.cpio"
+    image.write_bytes(base.read_bytes() + run_part.read_bytes())
+    return image

@@ -1,0 +1,252 @@
+"""One QEMU guest: run directory, launch, readiness, channels, and a teardown that leaves nothing.
+
+Lifecycle: `Machine(...).start()` boots and returns once the guest printed its readiness marker
+and SSH answers; `stop()` (or the context manager) quits QEMU and removes the run directory.
+QEMU gets SIGKILL if the harness dies (PR_SET_PDEATHSIG); the shared-memory file is unlinked as
+soon as both QEMU and the harness have it open; stale run directories of dead harnesses are swept.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..build.buildroot import BuildRoot
+from .console import PANIC, Console
+from ..errors import BootTimeout, ChannelError, GuestHang, GuestPanic, MachineError, QemuExited
+from .guestmem import ShmMemory
+from .initramfs import MODULE_FAILED, READY, build_initramfs
+from ..build.kbuild import KernelBuild
+from .qemu_cmd import MachineSpec, qemu_argv
+from .qmp import QmpChannel
+from .ssh import SshChannel, make_key
+from ..build.toolchain import Bind, die_with_parent
+
+RUN_PREFIX = "iopt-hil-run-"
+SHM_PREFIX = "iopt-hil-"
+READY_RE = re.compile(re.escape(READY))
+ABORT_RE = re.compile(PANIC.pattern + "|" + re.escape(MODULE_FAILED))
+
+
+@dataclass
+class BootInfo:
+    seconds_to_ready: float
+    release: str
+    ssh_port: int
+    qemu_argv: list[str] = field(default_factory=list)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mostly_within(pcs: tuple[int, ...], window: int) -> int:
+    """The largest number of samples that fall within one `window`-byte range."""
+    return max(sum(1 for q in pcs if 0 <= q - p < window) for p in pcs)
+
+
+def sweep_stale() -> list[str]:
+    """Remove run directories and shm files whose owning harness process is gone."""
+    removed = []
+    for rundir in Path(tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
+        owner = rundir / "owner"
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            pid = -1
+        if pid > 0 and _alive(pid):
+            continue
+        if pid < 0 and time.time() - rundir.stat().st_mtime < 60:
+            continue  # being created right now
+        shutil.rmtree(rundir, ignore_errors=True)
+        removed.append(str(rundir))
+    for shm in Path("/dev/shm").glob(SHM_PREFIX + "*"):
+        m = re.match(re.escape(SHM_PREFIX) + r"(\d+)-", shm.name)
+        if m and not _alive(int(m.group(1))):
+            shm.unlink(missing_ok=True)
+            removed.append(str(shm))
+    return removed
+
+
+class Machine:
+    def __init__(self, build: KernelBuild, root: BuildRoot, *, log_dir: Path | None = None,
+                 boot_timeout: float = 180.0, memory_mib: int = 1024, smp: int = 2,
+                 cmdline_extra: tuple[str, ...] = (), progress: Callable[[str], None] = print) -> None:
+        self.build, self.root = build, root
+        self.boot_timeout, self.memory_mib, self.smp = boot_timeout, memory_mib, smp
+        self.cmdline_extra = cmdline_extra
+        self.progress = progress
+        self.rundir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))  # mode 0700
+        (self.rundir / "owner").write_text(str(os.getpid()))
+        self.log_dir = log_dir or self.rundir
+        self.key_path = self.rundir / "id_ed25519"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.console: Console | None = None
+        self.qmp: QmpChannel | None = None
+        self.ssh: SshChannel | None = None
+        self.memory: ShmMemory | None = None
+        self.info: BootInfo | None = None
+        self.spec: MachineSpec | None = None
+        self._barriers = 0
+
+    def __enter__(self) -> "Machine":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> "Machine":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "Machine":
+        sweep_stale()
+        started = time.monotonic()
+        pubkey = make_key(self.key_path)
+        initrd = build_initramfs(self.root, self.build.module, self.rundir, pubkey, self.progress,
+                                 self.build.kunit_modules)
+        shm = Path("/dev/shm") / f"{SHM_PREFIX}{os.getpid()}-{self.rundir.name[len(RUN_PREFIX):]}"
+        self.spec = MachineSpec(kernel=self.build.image, initrd=initrd, rundir=self.rundir,
+                                shm_path=shm, memory_mib=self.memory_mib, smp=self.smp,
+                                cmdline_extra=self.cmdline_extra)
+        argv = qemu_argv(self.spec)
+        (self.rundir / "qemu.argv").write_text("\n".join(argv) + "\n")
+        binds = [Bind(self.rundir), Bind(self.build.image.parent, readonly=True)]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.root.argv(argv, binds), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
+        self.console = Console(self.proc.stdout, self.log_dir / "console.log")  # type: ignore[arg-type]
+        self._wait_socket()
+        self.qmp = QmpChannel(self.spec.qmp_socket)
+        self.memory = ShmMemory(shm, self.spec.arch.ram_base, self.memory_mib << 20)
+        shm.unlink(missing_ok=True)  # both sides hold it now; nothing can be left behind
+        line = self.console.wait_for(READY_RE, self.boot_timeout, abort=ABORT_RE)
+        self._check_boot(line)
+        port = self.qmp.hostfwd_port(22)
+        self.ssh = SshChannel(port, self.key_path)
+        assert line is not None
+        release = line.text.split(READY, 1)[1].strip()
+        self.info = BootInfo(time.monotonic() - started, release, port, argv)
+        return self
+
+    def _wait_socket(self) -> None:
+        assert self.spec is not None and self.proc is not None and self.console is not None
+        deadline = time.monotonic() + 30
+        while not self.spec.qmp_socket.exists():
+            if self.proc.poll() is not None:
+                self.console.join()
+                raise QemuExited(f"QEMU exited ({self.proc.returncode}) before its QMP socket "
+                                 "appeared", self.console.tail())
+            if time.monotonic() > deadline:
+                raise MachineError("QEMU did not create its QMP socket in 30 s", self.console.tail())
+            time.sleep(0.02)
+
+    def _check_boot(self, line: Any) -> None:
+        assert self.console is not None and self.proc is not None
+        if line is not None and READY in line.text:
+            return
+        if line is not None and MODULE_FAILED in line.text:
+            raise MachineError("the iopt_hil module did not load in the guest", self.console.tail())
+        if line is not None:
+            raise GuestPanic(f"guest crashed while booting: {line.text}", self.console.tail(60))
+        if self.proc.poll() is not None:
+            raise QemuExited(f"QEMU exited ({self.proc.returncode}) during boot", self.console.tail())
+        raise BootTimeout(f"guest not ready within {self.boot_timeout:.0f} s", self.console.tail())
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Quit QEMU (QMP, then SIGTERM, then SIGKILL) and remove every file of the run."""
+        if self.ssh is not None:
+            self.ssh.close()
+        if self.qmp is not None:
+            if self.alive:
+                self.qmp.quit()
+            self.qmp.close()
+        if self.proc is not None:
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None and self.proc.poll() is None:
+                    self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.console is not None:
+            self.console.join()
+        if self.memory is not None:
+            self.memory.close()
+        if self.spec is not None:
+            self.spec.shm_path.unlink(missing_ok=True)
+        if self.rundir.exists():
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        self.ssh, self.qmp, self.memory = None, None, None
+
+    def barrier(self, timeout: float = 10.0) -> bool:
+        """Write a token to /dev/kmsg and wait for it on the console: every kernel message
+        printed before it is then in `self.console` (printk is ordered)."""
+        if not self.alive or self.ssh is None or self.console is None:
+            return False
+        self._barriers += 1
+        token = f"iopt-hil-barrier-{os.getpid()}-{self._barriers}"
+        start = self.console.mark()
+        try:
+            self.ssh.run(f"echo {token} > /dev/kmsg", timeout=timeout)
+        except ChannelError:
+            return False
+        return self.console.wait_for(re.compile(re.escape(token)), timeout, start) is not None
+
+    def hang_evidence(self, samples: int = 8, interval: float = 0.25, window: int = 256,
+                      share: float = 0.75) -> str | None:
+        """Evidence that the guest stopped making progress: no console output during the
+        sampling, and every vCPU's program counter within one `window`-byte range in at least
+        `share` of the samples (a CPU spinning with interrupts off never leaves it; an idle
+        one sits in its idle loop but now and then wakes for a tick, which must not count)."""
+        if not self.alive or self.qmp is None or self.console is None:
+            return None
+        started = time.monotonic()
+        try:
+            pcs = []
+            for _ in range(samples):
+                pcs.append(self.qmp.program_counters())
+                time.sleep(interval)
+        except ChannelError:
+            return None
+        quiet = time.monotonic() - self.console.last_output()
+        stuck = all(_mostly_within(cpu, window) >= share * len(cpu) for cpu in zip(*pcs))
+        if not stuck or quiet < time.monotonic() - started:
+            return None
+        per_cpu = ", ".join(f"CPU{i}: {min(c):#x}..{max(c):#x}" for i, c in enumerate(zip(*pcs)))
+        return (f"no console output for {quiet:.1f} s and every vCPU stuck over {samples} "
+                f"samples {interval} s apart ({per_cpu})")
+
+    def raise_if_hung(self) -> None:
+        """Called when a guest request missed its deadline: a hang, or merely slow?"""
+        evidence = self.hang_evidence()
+        if evidence is not None:
+            assert self.console is not None
+            raise GuestHang(f"guest hung: {evidence}", self.console.tail())
+
+    def require_ssh(self) -> SshChannel:
+        if self.ssh is None:
+            raise ChannelError("the guest is not running")
+        return self.ssh

@@ -1,0 +1,88 @@
+"""The guest a test session shares: booted on first use, replaced after a crash or hang, and
+never booted again once a boot has failed (later tests are skipped with that reason instead).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..build.pipeline import Prepared
+from ..errors import BootFailedEarlier, HarnessError
+from .machine import Machine
+from .modclient import PROTOCOL, ModuleClient
+
+MachineFactory = Callable[[Prepared, Path], Machine]
+
+
+def boot_machine(prepared: Prepared, log_dir: Path) -> Machine:
+    return Machine(prepared.build, prepared.root, log_dir=log_dir).start()
+
+
+class GuestManager:
+    """Owns the session's guest; boots a new one when the last one died."""
+
+    def __init__(self, prepared: Prepared, log_root: Path,
+                 factory: MachineFactory = boot_machine) -> None:
+        self.prepared = prepared
+        self.log_root = log_root
+        self.factory = factory
+        self.machine: Machine | None = None
+        self.boots = 0
+        self.boot_error: BaseException | None = None
+        self.record: dict[str, Any] = {}
+
+    def get(self) -> Machine:
+        """The live guest, booting one if needed; BootFailedEarlier once a boot has failed."""
+        if self.machine is not None and not self.machine.alive:
+            self.machine.stop()
+            self.machine = None
+        if self.machine is None:
+            if self.boot_error is not None:
+                raise BootFailedEarlier(f"guest failed to boot earlier: {self.boot_error}",
+                                        self.boot_error)
+            self.boots += 1
+            try:
+                self.machine = self.factory(self.prepared, self.log_root / f"boot-{self.boots}")
+            except Exception as exc:  # any failure to boot is remembered, not only ours
+                self.boot_error = exc
+                raise
+            self._record_provenance(self.machine)
+        return self.machine
+
+    def _record_provenance(self, machine: Machine) -> None:
+        """results/provenance.json: what was tested, with what, on which QEMU command line."""
+        assert machine.info is not None
+        self.record = dict(self.prepared.build.provenance(), guest_release=machine.info.release,
+                           qemu_argv=machine.info.qemu_argv, boots=self.boots,
+                           boot_seconds=round(machine.info.seconds_to_ready, 2),
+                           ssh_port=machine.info.ssh_port, run_dir=str(machine.rundir),
+                           shm=str(machine.spec.shm_path) if machine.spec else "",
+                           guest_up_since=time.time())
+        self._write_provenance()
+
+    def _write_provenance(self) -> None:
+        self.log_root.mkdir(parents=True, exist_ok=True)
+        (self.log_root / "provenance.json").write_text(json.dumps(self.record, indent=1) + "\n")
+
+    def healthy(self) -> bool:
+        """Alive and the module still answers (a hung request holds its lock forever)."""
+        machine = self.machine
+        if machine is None or not machine.alive or machine.ssh is None:
+            return False
+        try:
+            client = ModuleClient(machine.ssh, timeout=15)
+            try:
+                return client.version() == PROTOCOL
+            finally:
+                client.close()
+        except HarnessError:
+            return False
+
+    def close(self) -> None:
+        if self.machine is not None:
+            self.machine.stop()
+            self.machine = None
+            self.record["guest_down_at"] = time.time()
+            self._write_provenance()

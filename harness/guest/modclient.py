@@ -1,0 +1,222 @@
+"""Client for the guest module's debugfs grammar (see images/module/iopt_hil.rs).
+
+One long-lived `sh` per client on its own SSH channel: a batch is written with the shell's builtin
+`echo` (one write(), so one batch) and the replies are read back with the builtin `read`, so the
+writer and the reader are the same guest process, which is how the module routes replies.
+Several clients therefore drive tables concurrently without seeing each other's replies.
+"""
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import paramiko
+
+from ..errors import ChannelError, ContractViolation, ModuleError
+from .initramfs import DEBUGFS_CTL
+from .ssh import SshChannel
+
+PROTOCOL = 2
+_SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
+
+
+class Prot(enum.IntFlag):
+    READ = 1 << 0
+    WRITE = 1 << 1
+    CACHE = 1 << 2
+    NOEXEC = 1 << 3
+    MMIO = 1 << 4
+    PRIV = 1 << 5
+
+    def wire(self) -> str:
+        names = {Prot.READ: "read", Prot.WRITE: "write", Prot.CACHE: "cache",
+                 Prot.NOEXEC: "noexec", Prot.MMIO: "mmio", Prot.PRIV: "priv"}
+        parts = [name for flag, name in names.items() if self & flag]
+        return "|".join(parts) if parts else "none"
+
+
+@dataclass(frozen=True)
+class Reply:
+    index: int
+    verb: str
+    ret: int
+    src: str
+    fields: dict[str, str] = field(default_factory=dict)
+    line: str = ""
+
+    def num(self, key: str) -> int:
+        try:
+            return int(self.fields[key], 0)
+        except KeyError:
+            raise ModuleError(f"reply has no {key!r}: {self.line}") from None
+
+    def ok(self) -> "Reply":
+        if self.ret != 0:
+            raise ModuleError(f"{self.verb} failed: {self.line}")
+        return self
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    id: int
+    ttbr: int
+    mair: int
+    ias: int
+    oas: int
+    pgsizes: int
+
+
+@dataclass(frozen=True)
+class MapResult:
+    ret: int
+    mapped: int
+    src: str
+    why: str = ""
+
+
+def parse_reply(line: str) -> Reply:
+    words = shlex.split(line)
+    if len(words) < 3 or not words[0].isdigit() or not words[2].startswith("ret="):
+        raise ModuleError(f"reply outside the grammar: {line!r}")
+    kv = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+    return Reply(int(words[0]), words[1], int(kv.pop("ret")), kv.pop("src", ""), kv, line)
+
+
+def check_contract(request: str, reply: Reply) -> None:
+    """Checked on every reply the suite ever sees: map_pages must never report success
+    without progress (the caller would retry forever)."""
+    if reply.verb.startswith("map") and reply.src == "pgtable" and reply.ret == 0 \
+            and int(reply.fields.get("mapped", "0"), 0) == 0:
+        raise ContractViolation(f"map_pages returned Ok with mapped == 0 for: {request}")
+
+
+def req(verb: str, **args: int | Prot | str) -> str:
+    """One request line; numbers in hex, Prot as its wire names."""
+    parts = [verb]
+    for key, value in args.items():
+        if isinstance(value, Prot):
+            parts.append(f"{key}={value.wire()}")
+        elif isinstance(value, int):
+            parts.append(f"{key}={value:#x}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+class ModuleClient:
+    def __init__(self, ssh: SshChannel, timeout: float = 120.0,
+                 on_timeout: Callable[[], None] | None = None) -> None:
+        """`on_timeout` runs when a reply misses its deadline (e.g. to look for a guest hang)."""
+        self.timeout = timeout
+        self.on_timeout = on_timeout
+        try:
+            self._chan = ssh.transport().open_session(timeout=10)
+            self._chan.settimeout(timeout)
+            self._chan.exec_command("sh")
+        except (paramiko.SSHException, OSError) as exc:
+            raise ChannelError(f"cannot open a guest shell: {exc}") from exc
+        self._buf = b""
+        self._nonce = itertools.count(1)
+
+    def close(self) -> None:
+        self._chan.close()
+
+    def _readline(self, deadline: float) -> str:
+        while b"\n" not in self._buf:
+            try:
+                chunk = self._chan.recv(65536) if time.monotonic() < deadline else None
+            except socket.timeout:
+                chunk = None
+            except OSError as exc:
+                raise ChannelError(f"guest shell failed: {exc}") from exc
+            if chunk is None:
+                if self.on_timeout is not None:
+                    self.on_timeout()
+                raise ChannelError(f"no reply from the guest within {self.timeout:.0f} s")
+            if not chunk:
+                raise ChannelError("guest shell closed (did the guest crash?)")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def shell(self, script: str) -> list[str]:
+        """Run `script` in this client's own guest shell (same process as its requests: e.g.
+        `echo 1 > /proc/self/make-it-fail` arms fault injection for this client only)."""
+        nonce = next(self._nonce)
+        try:
+            self._chan.sendall(f"{script}\necho '@@END {nonce}'\n".encode())
+        except OSError as exc:
+            raise ChannelError(f"guest shell failed: {exc}") from exc
+        deadline = time.monotonic() + self.timeout
+        lines = []
+        while (line := self._readline(deadline)) != f"@@END {nonce}":
+            lines.append(line)
+        return lines
+
+    def raw(self, text: str) -> tuple[int, list[str]]:
+        """Write `text` as one batch; returns (write's exit status, reply lines). No checks."""
+        out = self.shell(f"echo {shlex.quote(text)} > {DEBUGFS_CTL}; echo \"@@W$?\"; "
+                         f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}")
+        status = next((int(line[3:]) for line in out if re.fullmatch(r"@@W\d+", line)), -1)
+        return status, [line for line in out if not re.fullmatch(r"@@W\d+", line)]
+
+    def batch(self, requests: list[str]) -> list[Reply]:
+        for r in requests:
+            if not _SAFE.match(r):
+                raise ModuleError(f"request outside the grammar: {r!r}")
+        status, lines = self.raw("\n".join(requests))
+        if status != 0:
+            raise ModuleError(f"batch rejected by the module (write status {status}): "
+                              + " | ".join(lines))
+        replies = [parse_reply(line) for line in lines]
+        if len(replies) != len(requests):
+            raise ModuleError(f"{len(requests)} requests but {len(replies)} replies: {lines}")
+        for request, reply in zip(requests, replies):
+            check_contract(request, reply)
+        return replies
+
+    def request(self, line: str) -> Reply:
+        return self.batch([line])[0]
+
+    # Typed helpers over the grammar.
+    def version(self) -> int:
+        return self.request("version").ok().num("protocol")
+
+    def create(self, ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000,
+               quirks: int = 0) -> TableInfo:
+        return self._table_info(req("create", ias=ias, oas=oas, pgsizes=pgsizes, quirks=quirks))
+
+    def info(self, table: int) -> TableInfo:
+        return self._table_info(req("info", id=table))
+
+    def _table_info(self, line: str) -> TableInfo:
+        r = self.request(line).ok()
+        return TableInfo(*(r.num(k) for k in ("id", "ttbr", "mair", "ias", "oas", "pgsizes")))
+
+    def destroy(self, table: int) -> Reply:
+        return self.request(req("destroy", id=table))
+
+    def list(self) -> list[int]:
+        ids = self.request("list").ok().fields.get("ids", "")
+        return [int(i) for i in ids.split(",") if i]
+
+    def map(self, table: int, iova: int, paddr: int, pgsize: int, pgcount: int, prot: Prot,
+            unchecked: bool = False) -> MapResult:
+        verb = "map_unchecked" if unchecked else "map"
+        r = self.request(req(verb, id=table, iova=iova, paddr=paddr, pgsize=pgsize,
+                             pgcount=pgcount, prot=prot))
+        return MapResult(r.ret, int(r.fields.get("mapped", "0"), 0), r.src, r.fields.get("why", ""))
+
+    def unmap(self, table: int, iova: int, pgsize: int, pgcount: int,
+              unchecked: bool = False) -> Reply:
+        verb = "unmap_unchecked" if unchecked else "unmap"
+        return self.request(req(verb, id=table, iova=iova, pgsize=pgsize, pgcount=pgcount))
+
+    def iova_to_phys(self, table: int, iova: int) -> int:
+        return self.request(req("iova_to_phys", id=table, iova=iova)).ok().num("phys")

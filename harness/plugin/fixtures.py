@@ -1,0 +1,148 @@
+"""Fixtures: the session's build and guest, and per-test handles on it (console watch, QMP,
+SSH, the module client, a table factory). The guest itself is managed by `guest.manager`."""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from ..build.pipeline import BuildRequest, Prepared, prepare
+from ..errors import BootFailedEarlier, HarnessError
+from ..guest.kernel_health import TestWatch
+from ..guest.machine import Machine
+from ..guest.manager import GuestManager
+from ..guest.modclient import PROTOCOL, ModuleClient
+from ..guest.qmp import QmpChannel
+from ..guest.ssh import SshChannel
+from ..pgtable.tables import GuestTable
+from ..resources import results_default
+
+WATCH_KEY = pytest.StashKey[TestWatch]()
+BROKEN_KEY = pytest.StashKey[bool]()  # the test hung or crashed the guest
+TABLES_KEY = pytest.StashKey[list[GuestTable]]()
+PREPARED_KEY = pytest.StashKey[Prepared]()
+
+
+class PreparedBuild:
+    """Registered by `iopt-hil run` (see runner.py): the build it already made, so the session
+    does not prepare it a second time."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+
+
+def results_dir(config: pytest.Config) -> Path:
+    """--results, or a per-worker subdirectory under pytest-xdist (each worker has its guest)."""
+    base: Path = (config.getoption("--results") or results_default()).resolve()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return base / worker if worker else base
+
+
+def prepared_for(config: pytest.Config) -> Prepared:
+    """One build per session, shared by the fixtures and the KUnit collector."""
+    if PREPARED_KEY not in config.stash:
+        handed = [p for p in config.pluginmanager.get_plugins() if isinstance(p, PreparedBuild)]
+        config.stash[PREPARED_KEY] = handed[0].prepared if handed else _prepare(config)
+    return config.stash[PREPARED_KEY]
+
+
+def _prepare(config: pytest.Config) -> Prepared:
+    request = BuildRequest(tree=config.getoption("--tree"), toolchain=config.getoption("--toolchain"),
+                           fragments=tuple(config.getoption("--kconfig")))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def progress(msg: str) -> None:
+        """Shown live, even under output capture: a cold build takes minutes."""
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+            reporter.write_line(f"[iopt-hil] {msg}")
+
+    return prepare(request, progress)
+
+
+@pytest.fixture(scope="session")
+def kernel_build(pytestconfig: pytest.Config) -> Prepared:
+    return prepared_for(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def guest_manager(kernel_build: Prepared, pytestconfig: pytest.Config,
+                  record_testsuite_property: Callable[[str, object], None]) -> Iterator[GuestManager]:
+    for key, value in kernel_build.build.provenance().items():
+        record_testsuite_property(key, value)
+    manager = GuestManager(kernel_build, results_dir(pytestconfig))
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+@pytest.fixture
+def guest(guest_manager: GuestManager, request: pytest.FixtureRequest) -> Iterator[Machine]:
+    """The running guest; its console is watched for splats during the test."""
+    try:
+        machine = guest_manager.get()
+    except BootFailedEarlier as exc:
+        pytest.skip(str(exc))
+    assert machine.console is not None
+    request.node.stash[WATCH_KEY] = TestWatch(machine, machine.console.mark())
+    yield machine
+    if request.node.stash.get(BROKEN_KEY, False) or not guest_manager.healthy():
+        guest_manager.close()  # dead or hung: the next test boots a fresh guest
+
+
+@pytest.fixture
+def kernel_log(guest: Machine, request: pytest.FixtureRequest) -> TestWatch:
+    """`with kernel_log.expect("warning", match="io-pgtable-arm"): ...` declares a splat."""
+    watch: TestWatch = request.node.stash[WATCH_KEY]
+    return watch
+
+
+@pytest.fixture
+def qmp(guest: Machine) -> QmpChannel:
+    assert guest.qmp is not None
+    return guest.qmp
+
+
+@pytest.fixture
+def ssh(guest: Machine) -> SshChannel:
+    return guest.require_ssh()
+
+
+@pytest.fixture
+def module(ssh: SshChannel, guest: Machine,
+           request: pytest.FixtureRequest) -> Iterator[ModuleClient]:
+    deadline = request.node.get_closest_marker("deadline")
+    client = ModuleClient(ssh, timeout=float(deadline.args[0]) if deadline else 120.0,
+                          on_timeout=guest.raise_if_hung)
+    if client.version() != PROTOCOL:
+        pytest.fail(f"guest module speaks protocol {client.version()}, harness expects {PROTOCOL}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pgtable(module: ModuleClient, guest: Machine,
+            request: pytest.FixtureRequest) -> Iterator[Callable[..., GuestTable]]:
+    """Factory: `pgtable(ias=48, oas=48, pgsizes=0x40201000)`; every table is destroyed after."""
+    made: list[GuestTable] = []
+    request.node.stash[TABLES_KEY] = made  # walked again if the test fails
+
+    def make(ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0) -> GuestTable:
+        assert guest.memory is not None and guest.qmp is not None
+        table = GuestTable(module, module.create(ias, oas, pgsizes, quirks), guest.memory, guest.qmp)
+        made.append(table)
+        return table
+
+    yield make
+    if guest.alive and not request.node.stash.get(BROKEN_KEY, False):
+        try:
+            for table in made:
+                table.destroy()
+        except HarnessError:
+            pass  # a hung or crashed guest is discarded by the `guest` fixture

@@ -1,0 +1,98 @@
+"""Hooks: options and markers, the granule cell of the CI matrix, per-test splat checks, and
+failure reports that carry the guest console and a fresh host walk."""
+from __future__ import annotations
+
+from typing import Generator
+
+import pytest
+
+from ..errors import ChannelError, MachineError
+from ..pgtable.lpae import DEFAULT_GRANULE
+from ..pgtable.tables import describe_walks
+from ..workflows.options import PLUGIN_OPTIONS
+from .fixtures import BROKEN_KEY, TABLES_KEY, WATCH_KEY
+
+CONSOLE_SECTION = "guest console during this test"
+WALK_SECTION = "host walk of the test's tables at failure"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("iopt-hil")
+    for option in PLUGIN_OPTIONS:
+        option.register(group.addoption)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "guest: needs a booted guest (builds a kernel first)")
+    config.addinivalue_line("markers", "deadline(seconds): per-request deadline for the module "
+                            "client; a missed one is checked for a guest hang")
+    config.addinivalue_line("markers", "granule(name): the test's tables use this granule "
+                            "(4K, 16K, 64K); selected with --granule")
+    config.addinivalue_line("markers", "expect_splat(kind, match=None, count=1): the test must "
+                            "cause exactly `count` such kernel splats (e.g. 'warning')")
+
+
+def granule_of(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("granule")
+    return str(mark.args[0]) if mark else DEFAULT_GRANULE
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--granule: one cell of the CI matrix (granule x kernel config) per invocation."""
+    wanted = config.getoption("--granule")
+    if not wanted:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (keep if granule_of(item) in wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """After a guest test passes, any splat it did not declare fails it, quoted whole."""
+    result = yield
+    watch = item.stash.get(WATCH_KEY, None)
+    if watch is None or not watch.machine.alive:
+        return result
+    for mark in item.iter_markers("expect_splat"):
+        watch.check_expected(mark.args[0], mark.kwargs.get("match"), mark.kwargs.get("count", 1))
+    bad = watch.unexpected()
+    if bad:
+        pytest.fail(f"{len(bad)} kernel splat(s) during the test:\n\n"
+                    + "\n\n".join(s.text for s in bad), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, pytest.TestReport, pytest.TestReport]:
+    """A failed guest test carries what the guest printed during it and a fresh host walk of
+    every table it made, inside its failure text (so JUnit and the summary have them too);
+    a crash is noted so the guest is replaced rather than reused."""
+    report = yield
+    watch = item.stash.get(WATCH_KEY, None)
+    if report.when == "call" and report.failed and watch is not None:
+        if call.excinfo is not None and call.excinfo.errisinstance((MachineError, ChannelError)):
+            item.stash[BROKEN_KEY] = True
+        tables = item.stash.get(TABLES_KEY, [])
+        if tables and watch.machine.alive and not item.stash.get(BROKEN_KEY, False):
+            _add_section(report, WALK_SECTION, describe_walks(tables))
+        console = watch.machine.console
+        if console is not None:
+            if not watch.machine.alive:
+                console.join(2.0)  # QEMU exited: let the reader drain the last lines
+            text = "\n".join(line.text for line in console.since(watch.start))
+            _add_section(report, CONSOLE_SECTION, text or "(nothing)")
+    return report
+
+
+def _add_section(report: pytest.TestReport, name: str, text: str) -> None:
+    add = getattr(report.longrepr, "addsection", None)  # pytest's ExceptionRepr
+    if callable(add):
+        add(name, text)
+    else:
+        report.sections.append((name, text))

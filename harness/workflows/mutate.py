@@ -1,0 +1,132 @@
+"""Mutation self-check: deliberately wrong one-line changes to a private copy of the default
+tree's io-pgtable-arm.c and Rust wrapper; the suite must fail on every one (and pass clean).
+
+The copy lives in the cache and is built once; each mutant is then an incremental rebuild.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..build.cachedir import locked
+from ..build.pipeline import BuildRequest, prepare
+from ..build.tree import KernelTree
+from ..errors import BuildError, ConfigError, TreeError
+from ..resources import suite_dir
+from .options import SuiteOptions
+from .suite_run import run_child_suite
+
+C_FILE = "drivers/iommu/io-pgtable-arm.c"
+RUST_FILE = "rust/kernel/iommu/pgtable.rs"
+SUITE = ("test_map_basic.py", "test_contract.py", "test_matrix.py")  # in the guest suite
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str  # exactly one occurrence in the file
+    new: str
+
+
+MUTANTS = [
+    Mutant("read-only bit inverted", C_FILE,
+           "if (!(prot & IOMMU_WRITE) && (prot & IOMMU_READ))",
+           "if ((prot & IOMMU_WRITE) && (prot & IOMMU_READ))"),
+    Mutant("NOEXEC ignored", C_FILE, "\tif (prot & IOMMU_NOEXEC)", "\tif (0 && (prot & IOMMU_NOEXEC))"),
+    Mutant("CACHE maps non-cacheable", C_FILE, "pte |= (ARM_LPAE_MAIR_ATTR_IDX_CACHE",
+           "pte |= (ARM_LPAE_MAIR_ATTR_IDX_NC"),
+    Mutant("cacheable not inner-shareable", C_FILE, "\t\tpte |= ARM_LPAE_PTE_SH_IS;",
+           "\t\tpte |= ARM_LPAE_PTE_SH_OS;"),
+    Mutant("mapped counts one page", C_FILE, "*mapped += num_entries * size;", "*mapped += size;"),
+    Mutant("Rust map_pages shifts paddr", RUST_FILE, "                paddr,\n",
+           "                paddr + 4096,\n"),
+    Mutant("Rust unmap_pages one page only", RUST_FILE,
+           "(unmap_pages)(self.raw_ops(), iova, pgsize, pgcount,",
+           "(unmap_pages)(self.raw_ops(), iova, pgsize, 1,"),
+    Mutant("Rust mair() shifted", RUST_FILE, "__bindgen_anon_1.arm_lpae_s1_cfg.mair }",
+           "__bindgen_anon_1.arm_lpae_s1_cfg.mair >> 8 }"),
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    built: bool
+    suite_failed: bool
+    seconds: float
+    first_failure: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if not self.built:
+            return "build failed (not counted)"
+        return "killed" if self.suite_failed else "SURVIVED"
+
+
+def private_copy(source: KernelTree, cache: Path) -> Path:
+    """A copy of the default tree that only this command edits (made once)."""
+    dest = cache / "mutation" / "tree"
+    with locked(cache / "mutation.lock"):
+        if not (dest / ".copied").exists():
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(source.path, dest, symlinks=True)
+            (dest / ".copied").write_text(str(source.path))
+    return dest
+
+
+def _suite(tree: Path, cache: Path, results: Path) -> tuple[bool, bool, float, str]:
+    """(built, suite failed, seconds, first failing test) for one state of the tree. The suite
+    stops at the first failure (-x); the verdict comes from its JUnit file, as verify's does."""
+    started = time.monotonic()
+    try:
+        prepare(BuildRequest(tree=tree, cache=cache), lambda _msg: None)
+    except (BuildError, ConfigError, TreeError):
+        return False, True, time.monotonic() - started, ""
+    if results.exists():
+        shutil.rmtree(results)
+    tests = tuple(str(suite_dir() / name) for name in SUITE)
+    outcome = run_child_suite(tree, SuiteOptions(pytest_args=("-x", "--no-kunit") + tests,
+                                                 cache=cache), results)
+    failed = [c.name for c in outcome.cases if c.outcome in ("failed", "error")]
+    suite_failed = outcome.status != 0 or not outcome.cases
+    return True, suite_failed, time.monotonic() - started, failed[0] if failed else ""
+
+
+def run(source: KernelTree, cache: Path, log: Callable[[str], None] = print,
+        only: list[str] | None = None) -> tuple[Outcome, list[Outcome]]:
+    tree = private_copy(source, cache)
+    log(f"clean tree {tree}: building (first time: a full build) and running the suite")
+    results = cache / "mutation" / "results"
+    built, failed, secs, first = _suite(tree, cache, results)
+    clean = Outcome("clean tree", built, failed, secs, first)
+    log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
+    outcomes = []
+    for mutant in MUTANTS:
+        if only and not any(o in mutant.name for o in only):
+            continue
+        path = tree / mutant.path
+        original = path.read_text()
+        if original.count(mutant.old) != 1:
+            log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}; skipped")
+            continue
+        path.write_text(original.replace(mutant.old, mutant.new))
+        try:
+            built, failed, secs, first = _suite(tree, cache, results)
+        finally:
+            path.write_text(original)
+        outcomes.append(Outcome(mutant.name, built, failed, secs, first))
+        log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)")
+    return clean, outcomes
+
+
+def table(clean: Outcome, outcomes: list[Outcome]) -> str:
+    rows = ["| mutant | verdict | first failing test | seconds |", "| --- | --- | --- | --- |",
+            f"| (clean tree) | {'passes' if clean.built and not clean.suite_failed else 'FAILS'} "
+            f"| {clean.first_failure or '-'} | {clean.seconds:.0f} |"]
+    rows += [f"| {o.name} | {o.verdict} | `{o.first_failure}` | {o.seconds:.0f} |" for o in outcomes]
+    return "\n".join(rows)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Sequence
 
 from ..errors import ToolchainError
+from .arch import ARM64 as ARCH
 from .cachedir import locked
 from .toolchain import Bind, ToolchainInfo, chroot_argv, run_logged
 
@@ -23,8 +24,8 @@ PACKAGES = (
     "make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod python3 xz-utils "
     "clang lld llvm rustc rust-src rustfmt bindgen qemu-system-arm git ca-certificates"
 ).split()
-BACKPORTS = ["linux-source-7.3/trixie-backports"]
-RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", "linux-source-7.3")
+BACKPORTS = [f"{ARCH.source_package}/trixie-backports"]
+RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", ARCH.source_package)
 STAMP = "iopt-hil-stamp.json"
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
@@ -100,7 +101,7 @@ class BuildRoot:
                 f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {SUITE}-backports main\n")
             shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
             progress("build root: installing clang, rustc, bindgen, qemu, linux-source (about 60 s)")
-            script = ("dpkg --add-architecture arm64 && apt-get update -q && "
+            script = (f"dpkg --add-architecture {ARCH.debian_arch} && apt-get update -q && "
                       "apt-get install -y -q --no-install-recommends "
                       + " ".join(PACKAGES + BACKPORTS))
             run_logged(chroot_argv(tmp, ["sh", "-c", script], (), ENV), stdout=out)

@@ -20,6 +20,7 @@ from . import kconfig
 from .cachedir import locked
 from ..errors import BuildError, ConfigError, ToolchainError
 from ..resources import module_dir
+from .arch import ARM64 as ARCH, RELEASE_FILE
 from .toolchain import Bind, Toolchain
 from .tree import KernelTree, TreeIdentity, fingerprint, identify
 
@@ -87,14 +88,14 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
         inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(),
                                            toolchain.info.key()]).encode()).hexdigest()
         stamp = bdir / "stamp.json"
-        artifacts = (out / "arch/arm64/boot/Image", out / "vmlinux", moddir / f"{MODULE_NAME}.ko")
+        artifacts = (out / ARCH.image, out / "vmlinux", moddir / f"{MODULE_NAME}.ko")
         rebuilt = True
         if stamp.exists() and json.loads(stamp.read_text()).get("inputs") == inputs and all(
                 a.exists() for a in artifacts):
             rebuilt = False
             progress(f"kernel build {key}: nothing changed, make skipped")
         else:
-            make = ["make", "-C", str(tree.path), f"O={out}", "ARCH=arm64", "LLVM=1",
+            make = ["make", "-C", str(tree.path), f"O={out}", f"ARCH={ARCH.name}", "LLVM=1",
                     f"-j{jobs or os.cpu_count() or 2}"]
             binds = [Bind(tree.path, readonly=True), Bind(bdir)]
             with open(log, "wb") as logf:  # one build per log: results keep a copy
@@ -118,7 +119,7 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
                         "the test module does not build against this tree's kernel::iommu::pgtable "
                         "API (see the compiler errors below)", str(log), exc.tail) from exc
             stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity)}))
-        release = (out / "include/config/kernel.release").read_text().strip()
+        release = (out / RELEASE_FILE).read_text().strip()
         elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
         kunit = tuple(elfcheck.kunit_modules(out))
     return KernelBuild(key, out, artifacts[0], artifacts[1], artifacts[2], release, identity,

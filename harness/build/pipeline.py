@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import kbuild
+from .arch import ARM64 as ARCH
 from .buildroot import BuildRoot
 from .cachedir import cache_root
 from .kbuild import KernelBuild
@@ -20,7 +21,7 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BuildRequest:
-    tree: Path | None = None  # None: Debian's linux-source-7.3 from the build root
+    tree: Path | None = None  # None: the default Debian source package from the build root
     toolchain: str = "buildroot"  # or "host"
     fragments: tuple[str, ...] = field(default=())  # extra fragments on top of `base`
     cache: Path | None = None
@@ -39,7 +40,7 @@ def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
     if request.tree is None:
         tree = default_tree(root)
         validate(tree)
-        source = f"linux-source-7.3={root.versions().get('linux-source-7.3', '?')}"
+        source = f"{ARCH.source_package}={root.versions().get(ARCH.source_package, '?')}"
     else:
         tree = user_tree(request.tree)
         source = ""

@@ -14,6 +14,7 @@ from pathlib import Path
 from .buildroot import BuildRoot
 from .cachedir import locked
 from ..errors import TreeError
+from .arch import ARM64 as ARCH
 from .git import git, is_repo, uncommitted_diff
 
 ABSTRACTION = "rust/kernel/iommu/pgtable.rs"
@@ -43,19 +44,19 @@ class TreeIdentity:
 
 
 def default_tree(root: BuildRoot) -> KernelTree:
-    """Unpack the build root's linux-source-7.3 tarball into the cache (once)."""
-    version = root.versions().get("linux-source-7.3", "unknown")
+    """Unpack the build root's kernel source package tarball into the cache (once)."""
+    version = root.versions().get(ARCH.source_package, "unknown")
     dest = root.cache / "trees" / f"linux-source-{version}"
-    tarball = root.path / "usr/src/linux-source-7.3.tar.xz"
+    tarball = root.path / ARCH.source_tarball
     with locked(root.cache / "trees.lock"):
         if not (dest / ".unpacked").exists():
             if not tarball.exists():
-                raise TreeError(f"{tarball} is missing: is linux-source-7.3 installed in the root?")
+                raise TreeError(f"{tarball} is missing: is {ARCH.source_package} installed in the root?")
             tmp = dest.with_name(dest.name + ".tmp")
             tmp.mkdir(parents=True, exist_ok=True)
             with tarfile.open(tarball) as tar:
                 tar.extractall(tmp, filter="fully_trusted")
-            (tmp / "linux-source-7.3").rename(dest)
+            (tmp / ARCH.source_package).rename(dest)
             tmp.rmdir()
             (dest / ".unpacked").write_text(version + "\n")
     return KernelTree(dest, "default")
@@ -70,8 +71,8 @@ def user_tree(path: Path) -> KernelTree:
 def validate(tree: KernelTree) -> None:
     """Refuse early, with a reason, a tree the harness cannot test."""
     p = tree.path
-    if not (p / "Makefile").is_file() or not (p / "arch/arm64").is_dir():
-        raise TreeError(f"{p} is not a kernel tree with arch/arm64")
+    if not (p / "Makefile").is_file() or not (p / "arch" / ARCH.name).is_dir():
+        raise TreeError(f"{p} is not a kernel tree with arch/{ARCH.name}")
     if not (p / "rust/kernel/lib.rs").is_file() or "config RUST" not in (p / "init/Kconfig").read_text():
         raise TreeError(f"{p} has no Rust support (rust/kernel/lib.rs, CONFIG_RUST)")
     if not (p / ABSTRACTION).is_file():

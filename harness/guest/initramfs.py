@@ -16,6 +16,7 @@ from .cpio import CpioWriter, Member, members_from_dir
 from ..errors import ImageError
 from ..errors import ToolchainError
 from ..build.toolchain import Bind
+from ..build.arch import ARM64 as ARCH
 
 GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
                   "libtommath1", "libgmp10", "zlib1g")
@@ -60,7 +61,7 @@ def guest_sysroot(root: BuildRoot, progress: Callable[[str], None] = print) -> P
         debs = dest / "debs"
         debs.mkdir(parents=True)
         progress("guest userland: fetching arm64 " + " ".join(GUEST_PACKAGES))
-        script = (f"cd {debs} && apt-get download " + " ".join(f"{p}:arm64" for p in GUEST_PACKAGES)
+        script = (f"cd {debs} && apt-get download " + " ".join(f"{p}:{ARCH.debian_arch}" for p in GUEST_PACKAGES)
                   + f" && for d in *.deb; do dpkg-deb -x $d {dest}/sysroot; done")
         try:
             root.run(["sh", "-c", script], [Bind(dest)])

@@ -14,6 +14,8 @@ from typing import Any
 import junitparser
 from kcidb_io.schema import LATEST
 
+from ..build.arch import ARM64 as ARCH
+
 ORIGIN = "iopt_hil"
 
 
@@ -115,7 +117,7 @@ def kcidb(cases: list[CaseResult], props: dict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {
         "version": {"major": LATEST.major, "minor": LATEST.minor},
         "checkouts": [{"id": checkout, "origin": ORIGIN, "tree_name": props.get("tree", "")[:200]}],
-        "builds": [{"id": build, "checkout_id": checkout, "origin": ORIGIN, "architecture": "arm64",
+        "builds": [{"id": build, "checkout_id": checkout, "origin": ORIGIN, "architecture": ARCH.name,
                     "config_name": props.get("fragments", ""), "compiler": props.get("toolchain.clang", ""),
                     "misc": {k: v for k, v in props.items() if k.startswith("toolchain.")}}],
         "tests": [{"id": f"{build}:{_id(case.name)}", "build_id": build, "origin": ORIGIN,

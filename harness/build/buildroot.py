@@ -10,21 +10,44 @@ import os
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Sequence
 
 from ..errors import ToolchainError
 from .arch import ARM64 as ARCH
 from .cachedir import locked
+from .mirror import debian_mirror
 from .toolchain import Bind, ToolchainInfo, chroot_argv, run_logged
 
-SUITE = "trixie"
-MIRROR = os.environ.get("IOPT_HIL_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = (
     "make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod python3 xz-utils "
     "clang lld llvm rustc rust-src rustfmt bindgen qemu-system-arm git ca-certificates"
 ).split()
-BACKPORTS = [f"{ARCH.source_package}/trixie-backports"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A Debian suite a build root can be made of; trixie is the default (its QEMU, guest
+    packages and kernel source serve every run), a newer one only for a tree whose tool
+    minimums trixie does not meet."""
+
+    name: str
+    apt_suites: tuple[str, ...]  # the sources.list lines
+    extra: tuple[str, ...] = ()  # packages from a pinned suite
+    dirname: str = ""  # under the cache: trixie keeps `root`, where it always was
+
+    @property
+    def directory(self) -> str:
+        return self.dirname or f"root-{self.name}"
+
+
+SUITES = {
+    "trixie": Suite("trixie", ("trixie", "trixie-backports"),
+                    (f"{ARCH.source_package}/trixie-backports",), dirname="root"),
+    "sid": Suite("sid", ("sid",)),
+}
+DEFAULT_SUITE = "trixie"
 RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", ARCH.source_package)
 STAMP = "iopt-hil-stamp.json"
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -52,22 +75,23 @@ def remove_tree(path: Path) -> None:
 
 
 class BuildRoot:
-    """A trixie chroot under `cache/root`; implements the `Toolchain` protocol."""
+    """A Debian chroot under the cache (`root` for trixie); implements the `Toolchain` protocol."""
 
-    def __init__(self, cache: Path) -> None:
+    def __init__(self, cache: Path, suite: str = DEFAULT_SUITE) -> None:
         self.cache = cache
-        self.path = cache / "root"
-        self.info = ToolchainInfo("buildroot-trixie")
+        self.suite = SUITES[suite]
+        self.path = cache / self.suite.directory
+        self.info = ToolchainInfo(f"buildroot-{suite}")
 
     @property
     def ready(self) -> bool:
         return (self.path / STAMP).exists()
 
     def ensure(self, progress: Any = print) -> "BuildRoot":
-        with locked(self.cache / "root.lock"):
+        with locked(self.cache / f"{self.path.name}.lock"):
             if not self.ready:
                 self._create(progress)
-        self.info = ToolchainInfo("buildroot-trixie", self.versions())
+        self.info = ToolchainInfo(f"buildroot-{self.suite.name}", self.versions())
         return self
 
     def versions(self) -> dict[str, str]:
@@ -88,26 +112,30 @@ class BuildRoot:
         if shutil.which("debootstrap") is None:
             raise ToolchainError("debootstrap is not installed on the host "
                                  "(`apt-get install debootstrap`, or run ./iopt-hil which does)")
-        tmp = self.cache / "root.tmp"
+        mirror = debian_mirror()
+        suite = self.suite
+        tmp = self.cache / f"{self.path.name}.tmp"
         for stale in (tmp, self.path):
             if stale.exists():
                 remove_tree(stale)
         started = time.monotonic()
-        progress(f"build root: debootstrap {SUITE} into {tmp} (about 30 s)")
-        log = self.cache / "root.log"
+        progress(f"build root: debootstrap {suite.name} from {mirror} into {tmp} (about 30 s)")
+        log = self.cache / f"{self.path.name}.log"
         with open(log, "wb") as out:
-            run_logged(["debootstrap", "--variant=minbase", SUITE, str(tmp), MIRROR], stdout=out)
+            run_logged(["debootstrap", "--variant=minbase", suite.name, str(tmp), mirror], stdout=out)
             (tmp / "etc/apt/sources.list").write_text(
-                f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {SUITE}-backports main\n")
+                "".join(f"deb {mirror} {name} main\n" for name in suite.apt_suites))
             shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
             progress("build root: installing clang, rustc, bindgen, qemu, linux-source (about 60 s)")
             script = (f"dpkg --add-architecture {ARCH.debian_arch} && apt-get update -q && "
                       "apt-get install -y -q --no-install-recommends "
-                      + " ".join(PACKAGES + BACKPORTS))
+                      + " ".join(PACKAGES + list(suite.extra)))
             run_logged(chroot_argv(tmp, ["sh", "-c", script], (), ENV), stdout=out)
             fmt = "${Package}=${Version}\\n"
-            query = run_logged(chroot_argv(tmp, ["dpkg-query", "-W", "-f", fmt, *RECORDED], (), ENV))
-        versions = dict(line.split("=", 1) for line in query.stdout.decode().split())
-        (tmp / STAMP).write_text(json.dumps({"suite": SUITE, "versions": versions}, indent=1))
+            query = run_logged(chroot_argv(tmp, ["dpkg-query", "-W", "-f", fmt, *RECORDED], (), ENV),
+                               check=False)  # a suite without the kernel source package is fine
+        versions = dict(line.split("=", 1) for line in query.stdout.decode().split()
+                        if "=" in line and not line.endswith("="))
+        (tmp / STAMP).write_text(json.dumps({"suite": suite.name, "versions": versions}, indent=1))
         tmp.rename(self.path)
         progress(f"build root ready in {time.monotonic() - started:.0f} s: {versions}")

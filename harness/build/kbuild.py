@@ -20,6 +20,7 @@ from . import kconfig
 from .cachedir import locked
 from ..errors import BuildError, ConfigError, ToolchainError
 from ..resources import module_dir
+from .api_probe import ApiProbe
 from .arch import ARM64 as ARCH, RELEASE_FILE
 from .toolchain import Bind, Toolchain
 from .tree import KernelTree, TreeIdentity, fingerprint, identify
@@ -46,11 +47,15 @@ class KernelBuild:
     log: Path
     build_id: str = ""
     kunit_modules: tuple[Path, ...] = ()
+    api: ApiProbe | None = None  # the io_pgtable API generation the module was built for
+    toolchain_name: str = ""  # e.g. buildroot-trixie
 
     def provenance(self) -> dict[str, str]:
         return {"tree": self.identity.describe(), "kernel_release": self.release,
                 "fragments": ",".join(self.fragments), "build_key": self.key,
                 "build_id": self.build_id,
+                "api_generation": self.api.describe() if self.api else "",
+                "build_root": self.toolchain_name,
                 **{f"toolchain.{k}": v for k, v in self.toolchain.items()}}
 
 
@@ -71,7 +76,7 @@ def module_digest() -> str:
     return digest.hexdigest()
 
 
-def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cache: Path,
+def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain: Toolchain, cache: Path,
           progress: Progress = print, source: str = "", jobs: int | None = None) -> KernelBuild:
     """Configure (if the fragments changed), build Image + module (if anything changed)."""
     started = time.monotonic()
@@ -85,7 +90,7 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
         out.mkdir(parents=True, exist_ok=True)
         content = fingerprint(tree.path)
         identity = identify(tree, source, content)
-        inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(),
+        inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(), api.rustflags(),
                                            toolchain.info.key()]).encode()).hexdigest()
         stamp = bdir / "stamp.json"
         artifacts = (out / ARCH.image, out / "vmlinux", moddir / f"{MODULE_NAME}.ko")
@@ -113,18 +118,20 @@ def build(tree: KernelTree, fragment_names: list[str], toolchain: Toolchain, cac
                 _sync_module(moddir)
                 progress("kernel build: test module")
                 try:
-                    step("module", make + [f"M={moddir}", "modules"])
+                    step("module", make + [f"M={moddir}", f"IOPT_HIL_RUSTFLAGS={api.rustflags()}", "modules"])
                 except BuildError as exc:
                     raise BuildError(
                         "the test module does not build against this tree's kernel::iommu::pgtable "
-                        "API (see the compiler errors below)", str(log), exc.tail) from exc
+                        f"API (probed: {api.describe()}; see the compiler errors below)",
+                        str(log), exc.tail) from exc
             stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity)}))
         release = (out / RELEASE_FILE).read_text().strip()
         elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
         kunit = tuple(elfcheck.kunit_modules(out))
     return KernelBuild(key, out, artifacts[0], artifacts[1], artifacts[2], release, identity,
                        tuple(p.stem for p in paths), toolchain.info.versions, rebuilt,
-                       time.monotonic() - started, log, elfcheck.build_id(artifacts[1]), kunit)
+                       time.monotonic() - started, log, elfcheck.build_id(artifacts[1]), kunit,
+                       api, toolchain.info.name)
 
 
 def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Path, bdir: Path,

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import kbuild
+from .api_probe import probe
 from .arch import ARM64 as ARCH
+from .toolreq import choose_root
 from .buildroot import BuildRoot
 from .cachedir import cache_root
 from .kbuild import KernelBuild
@@ -36,7 +38,6 @@ class Prepared:
 def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
     cache = request.cache or cache_root()
     root = BuildRoot(cache).ensure(progress)  # QEMU and guest packages come from here too
-    toolchain: Toolchain = HostToolchain() if request.toolchain == "host" else root
     if request.tree is None:
         tree = default_tree(root)
         validate(tree)
@@ -44,7 +45,11 @@ def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
     else:
         tree = user_tree(request.tree)
         source = ""
-    build = kbuild.build(tree, list(request.fragments), toolchain, cache, progress, source)
+    api = probe(tree.path)  # an unknown API shape is refused here, before any build
+    toolchain: Toolchain = (HostToolchain() if request.toolchain == "host"
+                            else choose_root(tree.path, root, progress))
+    progress(f"io_pgtable API of {tree.path}: {api.describe()}")
+    build = kbuild.build(tree, api, list(request.fragments), toolchain, cache, progress, source)
     progress(f"kernel {build.release} from {build.identity.describe()} "
              f"({'rebuilt' if build.rebuilt else 'cached'}, {build.seconds:.1f} s)")
     return Prepared(root, build)

@@ -1,0 +1,93 @@
+"""The io_pgtable API probe on synthetic pgtable.rs variants: both released generations, a
+future unknown one, and kernel features the module shims."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.build.api_probe import PGTABLE, probe
+from harness.errors import TreeError
+
+COMMON = """
+pub struct ARM64LPAES1;
+    pub unsafe fn map_pages(&self, iova: usize) -> (usize, Result) {}
+    pub unsafe fn unmap_pages(&self, iova: usize) -> usize {}
+    pub fn raw_ops(&self) -> *mut bindings::io_pgtable_ops {}
+    pub fn raw_cfg(&self) -> *mut bindings::io_pgtable_cfg {}
+    pub unsafe fn ttbr(&self) -> u64 {}
+    pub fn mair(&self) -> u64 {}
+"""
+LIFETIME = """
+pub struct IoPageTable<'a, F: IoPageTableFmt> {
+    _dev: PhantomData<&'a Device<Bound>>,
+}
+impl<'a, F: IoPageTableFmt> IoPageTable<'a, F> {
+    pub fn new(dev: &'a Device<Bound>, config: Config) -> Result<IoPageTable<'a, F>> {}
+}
+""" + COMMON
+DEVRES = """
+pub struct IoPageTable<F: IoPageTableFmt> {
+}
+impl<F: IoPageTableFmt> IoPageTable<F> {
+    pub fn new(
+        dev: &Device<Bound>,
+        config: Config,
+    ) -> impl PinInit<Devres<IoPageTable<F>>, Error> + '_ {}
+    pub unsafe fn new_raw(dev: &Device<Bound>, config: Config) -> Result<IoPageTable<F>> {}
+}
+""" + COMMON
+
+
+def tree(tmp_path: Path, pgtable: str, **files: str) -> Path:
+    (tmp_path / PGTABLE).parent.mkdir(parents=True)
+    (tmp_path / PGTABLE).write_text(pgtable)
+    for rel, text in files.items():
+        path = tmp_path / "rust/kernel" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def test_lifetime_generation_with_every_feature(tmp_path: Path) -> None:
+    t = tree(tmp_path, LIFETIME, **{
+        "faux.rs": "impl AsRef<Device<device::Bound>> for Registration {",
+        "sync.rs": "pub use lock::spinlock::{SpinLockIrq, SpinLockIrqGuard};",
+        "task.rs": "    pub fn tgid(&self) -> Pid {",
+        "error.rs": "    declare_err!(EOPNOTSUPP, \"Operation not supported.\");"})
+    api = probe(t)
+    assert api.generation == "lifetime"
+    assert api.features == ("faux_bound", "spinlock_irq", "task_tgid", "eopnotsupp")
+    assert "--cfg=iopt_pgtable_lifetime" in api.rustflags().split()
+    assert "--cfg=iopt_spinlock_irq" in api.rustflags().split()
+
+
+def test_devres_generation_without_newer_kernel_apis(tmp_path: Path) -> None:
+    t = tree(tmp_path, DEVRES, **{"faux.rs": "impl AsRef<device::Device> for Registration {",
+                                  "error.rs": "declare_err!(ENOTSUPP, \"x\");"})
+    api = probe(t)
+    assert api.generation == "devres" and api.features == ()
+    flags = api.rustflags().split()
+    assert "--cfg=iopt_pgtable_devres" in flags and "--cfg=iopt_pgtable_lifetime" not in flags
+    assert "'--check-cfg=cfg(iopt_pgtable_lifetime,iopt_pgtable_devres,iopt_faux_bound," \
+        "iopt_spinlock_irq,iopt_task_tgid,iopt_eopnotsupp)'" in flags
+
+
+def test_an_unknown_constructor_is_refused_naming_what_is_missing(tmp_path: Path) -> None:
+    future = LIFETIME.replace("pub fn new(dev: &'a Device<Bound>, config: Config)",
+                              "pub fn new(dev: &'a Device<Bound>, config: Config, flush: &Flush)")
+    with pytest.raises(TreeError) as err:
+        probe(tree(tmp_path, future))
+    text = str(err.value)
+    assert "does not know" in text and "fn new(&'a Device<Bound>, Config)" in text
+    assert "new_raw" in text  # and what the other generation would have needed
+
+
+def test_a_missing_common_method_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TreeError, match="missing fn mair"):
+        probe(tree(tmp_path, LIFETIME.replace("pub fn mair(", "pub fn memattr(")))
+
+
+def test_no_abstraction_at_all(tmp_path: Path) -> None:
+    with pytest.raises(TreeError, match="lacks rust/kernel/iommu/pgtable.rs"):
+        probe(tmp_path)

@@ -16,14 +16,14 @@ from .buildroot import BuildRoot
 from .cachedir import cache_root
 from .kbuild import KernelBuild
 from .toolchain import HostToolchain, Toolchain
-from .tree import default_tree, user_tree, validate
+from .tree import PACKAGE_PREFIX, default_tree, packaged_tree, user_tree, validate
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    tree: Path | None = None  # None: the default Debian source package from the build root
+    tree: Path | None = None  # None: the default Debian source package; debian:NAME another
     toolchain: str = "buildroot"  # or "host"
     fragments: tuple[str, ...] = field(default=())  # extra fragments on top of `base`
     cache: Path | None = None
@@ -42,6 +42,11 @@ def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
         tree = default_tree(root)
         validate(tree)
         source = f"{ARCH.source_package}={root.versions().get(ARCH.source_package, '?')}"
+    elif str(request.tree).startswith(PACKAGE_PREFIX):
+        package = str(request.tree)[len(PACKAGE_PREFIX):]
+        tree = packaged_tree(root, package)
+        validate(tree)
+        source = f"{package}={(tree.path / '.unpacked').read_text().strip()}"
     else:
         tree = user_tree(request.tree)
         source = ""

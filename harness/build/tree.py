@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from .buildroot import BuildRoot
 from .cachedir import locked
 from ..errors import TreeError
 from .arch import ARM64 as ARCH
+from .toolchain import Bind
 from .git import git, is_repo, uncommitted_diff
 
 ABSTRACTION = "rust/kernel/iommu/pgtable.rs"
@@ -24,7 +27,7 @@ SKIP_DIRS = {".git", ".pc"}
 @dataclass(frozen=True)
 class KernelTree:
     path: Path
-    origin: str  # "default" (Debian linux-source) or "user"
+    origin: str  # "default" (Debian linux-source), "packaged" (debian:NAME) or "user"
 
 
 @dataclass(frozen=True)
@@ -43,23 +46,55 @@ class TreeIdentity:
         return f"{self.version} {self.source} content:{self.dirty}".strip()
 
 
+PACKAGE_PREFIX = "debian:"  # `--tree debian:linux-source-7.2`: a Debian source package
+
+
 def default_tree(root: BuildRoot) -> KernelTree:
     """Unpack the build root's kernel source package tarball into the cache (once)."""
     version = root.versions().get(ARCH.source_package, "unknown")
-    dest = root.cache / "trees" / f"linux-source-{version}"
-    tarball = root.path / ARCH.source_tarball
+    return _unpacked(root, ARCH.source_package, version, root.path / ARCH.source_tarball, "default")
+
+
+def packaged_tree(root: BuildRoot, package: str) -> KernelTree:
+    """Any Debian `linux-source-X.Y` the build root's suites offer, downloaded (not installed)
+    into the cache and unpacked there once: how the other API generation is tested."""
+    if not re.fullmatch(r"linux-source-\d+\.\d+", package):
+        raise TreeError(f"{PACKAGE_PREFIX}{package}: expected a Debian kernel source package "
+                        "name like linux-source-7.2")
+    debs = root.cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    with locked(root.cache / "debs.lock"):
+        found = sorted(debs.glob(f"{package}_*_all.deb"))
+        if not found:
+            script = f"cd {shlex.quote(str(debs))} && apt-get download -q {shlex.quote(package)}"
+            proc = root.run(["sh", "-c", script], [Bind(debs)], check=False)
+            found = sorted(debs.glob(f"{package}_*_all.deb"))
+            if proc.returncode != 0 or not found:
+                raise TreeError(f"{PACKAGE_PREFIX}{package}: not available from the build root's "
+                                f"suites:\n{proc.stdout.decode(errors='replace')[-600:]}")
+        deb = found[-1]
+    version = deb.name.split("_")[1]
+    tarball = root.cache / "debs" / f"{package}-{version}" / f"usr/src/{package}.tar.xz"
+    if not tarball.exists():
+        with locked(root.cache / "debs.lock"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tarball.parents[2])], check=True)
+    return _unpacked(root, package, version, tarball, "packaged")
+
+
+def _unpacked(root: BuildRoot, package: str, version: str, tarball: Path, origin: str) -> KernelTree:
+    dest = root.cache / "trees" / f"linux-source-{version}"  # the version names the kernel
     with locked(root.cache / "trees.lock"):
         if not (dest / ".unpacked").exists():
             if not tarball.exists():
-                raise TreeError(f"{tarball} is missing: is {ARCH.source_package} installed in the root?")
+                raise TreeError(f"{tarball} is missing: is {package} installed in the root?")
             tmp = dest.with_name(dest.name + ".tmp")
             tmp.mkdir(parents=True, exist_ok=True)
             with tarfile.open(tarball) as tar:
                 tar.extractall(tmp, filter="fully_trusted")
-            (tmp / ARCH.source_package).rename(dest)
+            (tmp / package).rename(dest)
             tmp.rmdir()
             (dest / ".unpacked").write_text(version + "\n")
-    return KernelTree(dest, "default")
+    return KernelTree(dest, origin)
 
 
 def user_tree(path: Path) -> KernelTree:

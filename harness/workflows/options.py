@@ -24,8 +24,8 @@ class Option:
         add(*self.flags, **self.kwargs)
 
 
-TREE = Option(("--tree",), dict(type=Path, default=None, help="kernel tree to test (default: "
-                                "Debian linux-source-7.3 from the build root)"))
+TREE = Option(("--tree",), dict(type=Path, default=None, help="kernel tree to test: a path, or "
+                                "debian:linux-source-X.Y (default: Debian linux-source-7.3)"))
 TOOLCHAIN = Option(("--toolchain",), dict(choices=("buildroot", "host"), default="buildroot",
                                           help="build with the build root's compilers, or the host's"))
 KCONFIG = Option(("--kconfig",), dict(action="append", default=[], metavar="FRAGMENT",

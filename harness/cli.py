@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"iopt-hil: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except OSError as exc:  # disk full, permission denied, a missing file: one line, no traceback
         print(f"iopt-hil: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,13 +1,17 @@
 """Walk an LPAE stage-1 table from its root (ttbr) in guest memory: every leaf, every table page.
 
 Each table page is read once, whole. The result is independent of the kernel's own view: it is
-what an SMMU would see.
+what an SMMU would see. The guest is not trusted: a table page reached twice (shared or cyclic),
+a table outside guest RAM, or a walk beyond its budget (tables, leaves, seconds) is a problem
+in the result, never a hang of the harness or an exception in the middle of a report.
 """
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass, field
 
+from ..errors import WalkError
 from ..guest.guestmem import GuestMemory
 from .lpae import MAX_LEVEL, Descriptor, Granule, MemType, decode, decode_mair
 
@@ -35,6 +39,16 @@ class Leaf:
 
 
 @dataclass(frozen=True)
+class WalkBudget:
+    """Far above any table the suite builds (256 full leaf tables are ~131k leaves), far below
+    what a hostile guest can make the walker chase while its vCPUs are paused."""
+
+    tables: int = 1 << 14
+    leaves: int = 1 << 21
+    seconds: float = 20.0
+
+
+@dataclass(frozen=True)
 class TablePage:
     addr: int
     level: int
@@ -52,6 +66,7 @@ class Walk:
     tables: list[TablePage] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     raw: dict[int, int] = field(default_factory=dict)  # descriptor address -> non-zero raw value
+    truncated: bool = False  # the budget ran out: leaves and tables are a prefix
 
     def translate(self, iova: int) -> int | None:
         leaf = self.leaf_at(iova)
@@ -75,19 +90,60 @@ class Walk:
         return sum(leaf.size for leaf in self.leaves)
 
 
-def walk(mem: GuestMemory, ttbr: int, granule: Granule, ias: int, mair: int) -> Walk:
+class _BudgetExceeded(Exception):
+    pass
+
+
+@dataclass
+class _Walker:
+    mem: GuestMemory
+    result: Walk
+    mair: int
+    budget: WalkBudget
+    deadline: float
+    seen: dict[int, int] = field(default_factory=dict)  # table page -> descriptor that led there
+
+    def spend(self) -> None:
+        r, b = self.result, self.budget
+        if len(r.tables) >= b.tables or len(r.leaves) >= b.leaves or time.monotonic() > self.deadline:
+            raise _BudgetExceeded(f"walk stopped at its budget ({len(r.tables)} tables, "
+                                  f"{len(r.leaves)} leaves, limits {b.tables} tables, "
+                                  f"{b.leaves} leaves, {b.seconds:.0f} s)")
+
+
+def walk(mem: GuestMemory, ttbr: int, granule: Granule, ias: int, mair: int,
+         budget: WalkBudget = WalkBudget()) -> Walk:
+    top = 52 if granule.size == 0x10000 else 48  # without FEAT_LPA2, as io-pgtable-arm
+    if not granule.shift < ias <= top:
+        raise WalkError(f"ias {ias} cannot be walked with a {granule.name} granule "
+                        f"(needs {granule.shift} < ias <= {top})")
     result = Walk(ttbr, granule, ias)
-    start = granule.start_level(ias)
-    _walk_table(mem, result, ttbr, start, 0, granule.root_entries(ias), mair)
+    walker = _Walker(mem, result, mair, budget, time.monotonic() + budget.seconds)
+    try:
+        _walk_table(walker, ttbr, granule.start_level(ias), 0, granule.root_entries(ias), -1)
+    except _BudgetExceeded as exc:
+        result.truncated = True
+        result.problems.append(str(exc))
     return result
 
 
-def _walk_table(mem: GuestMemory, result: Walk, addr: int, level: int, base: int, entries: int,
-                mair: int) -> None:
+def _walk_table(w: _Walker, addr: int, level: int, base: int, entries: int, parent: int) -> None:
+    result, mem, mair = w.result, w.mem, w.mair
     granule = result.granule
+    if addr in w.seen:
+        result.problems.append(f"L{level} table at {addr:#x} is reached twice (from the "
+                               f"descriptors at {w.seen[addr]:#x} and {parent:#x}): shared or "
+                               "cyclic tables, not walked again")
+        return
+    w.seen[addr] = parent
+    w.spend()
     if addr % min(entries * 8, granule.size):
         result.problems.append(f"L{level} table at {addr:#x} is misaligned")
-    data = mem.read(addr, entries * 8)
+    try:
+        data = mem.read(addr, entries * 8)
+    except WalkError as exc:
+        result.problems.append(f"L{level} table at {addr:#x} (from {parent:#x}) cannot be read: {exc}")
+        return
     raws = struct.unpack(f"<{entries}Q", data)
     step = granule.block_size(level)
     page = TablePage(addr, level, base, entries, sum(1 for r in raws if r & 1))
@@ -107,12 +163,13 @@ def _walk_table(mem: GuestMemory, result: Walk, addr: int, level: int, base: int
             if level == MAX_LEVEL:
                 result.problems.append(f"table descriptor at L3 {entry:#x}")
                 continue
-            _walk_table(mem, result, desc.address, level + 1, iova, granule.size // 8, mair)
+            _walk_table(w, desc.address, level + 1, iova, granule.size // 8, entry)
         else:
             if desc.kind == "block" and level not in BLOCK_LEVELS[granule.size]:
                 result.problems.append(f"block at L{level} not allowed with a "
                                        f"{granule.size // 1024}K granule: {desc.bits()}")
             if desc.kind == "block" and raw & (step - 1) & ~(granule.size - 1) & ((1 << 48) - 1):
                 result.problems.append(f"output address bits below the block size are set: {desc.bits()}")
+            w.spend()
             result.leaves.append(Leaf(iova, step, desc.address, level, desc.kind,
                                       decode_mair(mair, desc.attr_index), desc, entry))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+MAX_LINE = 16 << 10  # bytes of one console line kept (the kernel's own lines are < 1 KiB)
+MAX_LINES = 1 << 20  # lines kept in memory for a guest's lifetime
 PANIC = re.compile(r"Kernel panic - not syncing|Unable to handle kernel|Internal error: Oops")
 
 
@@ -33,9 +35,22 @@ class Console:
         self._thread.start()
 
     def _pump(self) -> None:
-        for raw in iter(self._stream.readline, b""):
+        """Lines are bounded (MAX_LINE bytes: a longer one is cut, the rest dropped up to its
+        newline) and so is their number (MAX_LINES kept; the log gets every line)."""
+        cut = False
+        for raw in iter(lambda: self._stream.readline(MAX_LINE), b""):
+            whole = raw.endswith(b"\n")
+            if cut:  # the rest of an over-long line
+                cut = not whole
+                continue
             text = raw.decode(errors="replace").rstrip("\r\n")
+            if not whole and len(raw) >= MAX_LINE:
+                text += " [line cut by iopt-hil]"
+                cut = True
             with self._cond:
+                if len(self._lines) >= MAX_LINES:
+                    self._log.write(text + "\n")
+                    continue
                 line = ConsoleLine(len(self._lines), time.monotonic(), text)
                 self._lines.append(line)
                 self._log.write(f"[{line.host_time - self._started:9.3f}] {text}\n")

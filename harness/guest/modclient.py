@@ -23,6 +23,8 @@ from .initramfs import DEBUGFS_CTL
 from .ssh import SshChannel
 
 PROTOCOL = 2
+MAX_LINE = 1 << 16  # bytes in one reply line; the module's longest is a few hundred
+MAX_LINES = 1 << 18  # lines in one call's output; a batch answers one line per request
 _SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
 
 
@@ -81,11 +83,15 @@ class MapResult:
 
 
 def parse_reply(line: str) -> Reply:
-    words = shlex.split(line)
-    if len(words) < 3 or not words[0].isdigit() or not words[2].startswith("ret="):
-        raise ModuleError(f"reply outside the grammar: {line!r}")
-    kv = dict(w.split("=", 1) for w in words[2:] if "=" in w)
-    return Reply(int(words[0]), words[1], int(kv.pop("ret")), kv.pop("src", ""), kv, line)
+    """One reply line; anything else the guest sends is a ModuleError, never a bare ValueError."""
+    try:
+        words = shlex.split(line)
+        if len(words) < 3 or not words[0].isdigit() or not words[2].startswith("ret="):
+            raise ValueError("not `<index> <verb> ret=<errno> ...`")
+        kv = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+        return Reply(int(words[0]), words[1], int(kv.pop("ret")), kv.pop("src", ""), kv, line)
+    except ValueError as exc:
+        raise ModuleError(f"reply outside the grammar ({exc}): {line[:300]!r}") from None
 
 
 def check_contract(request: str, reply: Reply) -> None:
@@ -142,7 +148,11 @@ class ModuleClient:
             if not chunk:
                 raise ChannelError("guest shell closed (did the guest crash?)")
             self._buf += chunk
+            if b"\n" not in self._buf and len(self._buf) > MAX_LINE:
+                raise ModuleError(f"guest sent a line longer than {MAX_LINE} bytes")
         line, self._buf = self._buf.split(b"\n", 1)
+        if len(line) > MAX_LINE:
+            raise ModuleError(f"guest sent a line longer than {MAX_LINE} bytes")
         return line.decode(errors="replace")
 
     def shell(self, script: str) -> list[str]:
@@ -157,6 +167,8 @@ class ModuleClient:
         lines = []
         while (line := self._readline(deadline)) != f"@@END {nonce}":
             lines.append(line)
+            if len(lines) > MAX_LINES:
+                raise ModuleError(f"guest sent more than {MAX_LINES} lines for one call")
         return lines
 
     def raw(self, text: str) -> tuple[int, list[str]]:

@@ -25,7 +25,9 @@ KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("kmemleak", re.compile(r"^kmemleak: \d+ new suspected memory leaks")),
     ("rcu-stall", re.compile(r"^rcu: INFO: \S+ (self-)?detected stalls?|^INFO: rcu_\S+ (self-)?detected stall")),
     ("hung-task", re.compile(r"^INFO: task \S+ blocked for more than \d+ seconds")),
-    ("warning", re.compile(r"^WARNING: (CPU: \d+ PID: \d+ at |.* at .*\+0x)")),
+    # "WARNING: CPU: 0 PID: 1 at file:line func+0x..", or 7.x's "WARNING: file:line at func+0x..";
+    # \S+ (no spaces) keeps the match linear on a hostile multi-kilobyte line.
+    ("warning", re.compile(r"^WARNING: (CPU: \d+ PID: \d+ at |\S+ at \S+\+0x)")),
     ("oops", re.compile(r"^Internal error: |^Unable to handle kernel |^Oops")),
     ("bug", re.compile(r"^(kernel BUG at |BUG: )")),
     ("panic", re.compile(r"^Kernel panic - not syncing")),

@@ -1,0 +1,52 @@
+"""What the guest prints is untrusted: console lines are bounded, the classifier stays linear on
+hostile lines, and a malformed module reply is a ModuleError, never a bare exception."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ModuleError
+from harness.guest import console as console_mod
+from harness.guest.console import Console
+from harness.guest.modclient import parse_reply
+from harness.guest.splats import classify, kind_of
+
+
+def test_an_over_long_console_line_is_cut_and_the_next_one_kept(tmp_path: Path) -> None:
+    stream = io.BytesIO(b"A" * (5 * console_mod.MAX_LINE) + b"\nnext line\n")
+    con = Console(stream, tmp_path / "console.log")
+    con.join(5)
+    texts = [line.text for line in con.since(0)]
+    assert len(texts) == 2
+    assert texts[0].endswith("[line cut by iopt-hil]") and len(texts[0]) < console_mod.MAX_LINE + 40
+    assert texts[1] == "next line"
+
+
+def test_the_number_of_kept_lines_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console_mod, "MAX_LINES", 100)
+    con = Console(io.BytesIO(b"x\n" * 1000), tmp_path / "console.log")
+    con.join(5)
+    assert len(con.since(0)) == 100
+    assert (tmp_path / "console.log").read_text().count("x") == 1000
+
+
+@pytest.mark.parametrize("body", ["a at " * 20000, "a" * 50000 + " at " + "b" * 50000, "x at +0x" * 12000])
+def test_warning_pattern_is_linear_on_hostile_lines(body: str) -> None:
+    started = time.perf_counter()
+    kind_of("[    1.000000] WARNING: " + body)
+    assert time.perf_counter() - started < 0.05
+
+
+def test_both_warning_forms_still_classify() -> None:
+    assert kind_of("[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/iommu/io-pgtable-arm.c:400 x+0x10/0x20") == "warning"
+    assert kind_of("[ 1.0] WARNING: iopt_hil.rs:678 at _RNvXs0_x+0x1204/0x2038 [iopt_hil], CPU#1: sh/58") == "warning"
+    assert classify(["WARNING: possible circular locking dependency detected"])[0].kind == "lockdep"
+
+
+@pytest.mark.parametrize("line", ['0 map ret=0 why="unterminated', "0 map ret=zero", "", "x" * 10])
+def test_malformed_replies_are_module_errors(line: str) -> None:
+    with pytest.raises(ModuleError, match="outside the grammar"):
+        parse_reply(line)

@@ -99,7 +99,8 @@ def run_logged(argv: Sequence[str], *, cwd: Path | None = None,
 def chroot_argv(root: Path, argv: Sequence[str], binds: Sequence[Bind],
                 env: dict[str, str], cwd: Path | None = None) -> list[str]:
     """An `unshare` command line that mounts /dev, /proc and `binds` privately, then chroots."""
-    lines = ["set -e", f"mount --rbind /dev {root}/dev", f"mount -t proc proc {root}/proc"]
+    top = shlex.quote(str(root))  # cache paths may hold spaces or shell metacharacters
+    lines = ["set -e", f"mount --rbind /dev {top}/dev", f"mount -t proc proc {top}/proc"]
     for bind in binds:
         host = os.path.realpath(bind.path)
         inner = shlex.quote(f"{root}{host}")

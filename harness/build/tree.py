@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import shlex
+import stat
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -134,13 +135,30 @@ def identify(tree: KernelTree, source: str = "", content: str | None = None) -> 
         untracked = git(tree.path, "ls-files", "--others", "--exclude-standard", "-z")
         digest = hashlib.sha256(diff)
         for name in sorted(filter(None, untracked.split("\0"))):
-            digest.update(name.encode())
-            digest.update((tree.path / name).read_bytes())
+            digest.update(name.encode() + b"\0" + _content_digest(tree.path / name))
         dirty = digest.hexdigest()[:16] if diff or untracked else ""
         return TreeIdentity("git", version, commit=commit, dirty=dirty)
     # No history to name a change by: a content fingerprint tells two states of the tree apart.
     return TreeIdentity("source", version, source=source,
                         dirty=(content or fingerprint(tree.path))[:16])
+
+
+def _content_digest(path: Path) -> bytes:
+    """A file's content hash, read in chunks; a symlink by its target, a FIFO, socket or device
+    by its type alone (reading one could hang on a FIFO or never end on /dev/zero)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return b"gone"
+    if stat.S_ISLNK(st.st_mode):
+        return b"link:" + os.fsencode(os.readlink(path))
+    if not stat.S_ISREG(st.st_mode):
+        return f"special:{stat.S_IFMT(st.st_mode):o}".encode()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def fingerprint(path: Path) -> str:

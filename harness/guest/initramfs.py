@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shlex
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..build.buildroot import BuildRoot, remove_tree
 from ..build.cachedir import locked
 from .cpio import CpioWriter, Member, members_from_dir
-from ..errors import ImageError
-from ..errors import ToolchainError
+from ..errors import ImageError, ToolchainError
 from ..build.toolchain import Bind
 from ..build.arch import ARM64 as ARCH
 
@@ -61,8 +61,10 @@ def guest_sysroot(root: BuildRoot, progress: Callable[[str], None] = print) -> P
         debs = dest / "debs"
         debs.mkdir(parents=True)
         progress("guest userland: fetching arm64 " + " ".join(GUEST_PACKAGES))
-        script = (f"cd {debs} && apt-get download " + " ".join(f"{p}:{ARCH.debian_arch}" for p in GUEST_PACKAGES)
-                  + f" && for d in *.deb; do dpkg-deb -x $d {dest}/sysroot; done")
+        sysroot = shlex.quote(str(dest / "sysroot"))
+        script = (f"cd {shlex.quote(str(debs))} && apt-get download "
+                  + " ".join(f"{p}:{ARCH.debian_arch}" for p in GUEST_PACKAGES)
+                  + f' && for d in *.deb; do dpkg-deb -x "$d" {sysroot}; done')
         try:
             root.run(["sh", "-c", script], [Bind(dest)])
         except ToolchainError as exc:

@@ -3,9 +3,9 @@ KASAN/KFENCE/KCSAN/UBSAN reports, lockdep, RCU stalls, hung tasks, lockups, kmem
 refcount_t, list corruption, stack overflow/corruption, bad pages, SMMU faults, Rust panics).
 
 Each pattern sits beside the kind it names. A splat's title is the line that names it; its text
-runs from that line (or from the `------------[ cut here ]------------` just before it) to its end
-marker: `---[ end trace ... ]---`, the closing `=====` of a KASAN/KFENCE/KCSAN report, the last
-indented `kmemleak:` line of a leak report; else to the next splat, or a bound.
+runs from that line (or from the `------------[ cut here ]------------` or `=====` banner just
+above it) to its end marker: `---[ end trace ... ]---`, the closing `=====` of a KASAN/KFENCE/KCSAN
+report, the last indented `kmemleak:` line of a leak report; else to the next splat, or a bound.
 
 Report-starting formats covered, from Linux 7.3.4 (file:line  format -> kind). pr_fmt prefixes
 are shown. WARN(1, fmt)/CHECK_DATA_CORRUPTION print `cut here`, then the message, then the
@@ -44,7 +44,7 @@ the message names the splat and the WARNING/kernel BUG/Oops lines after it belon
   mm/kmemleak.c:385  "kmemleak: unreferenced object%s 0x%08lx (size %zu):" (one per object,
         verbose/"dump=on" scans)                                                   -> kmemleak
   mm/kmemleak.c:2125  "kmemleak: %d new suspected memory leaks (see ...)"          -> kmemleak
-  mm/kmemleak.c:466,771,917,989,1014,1036,1065,1088,1237  kmemleak_warn() API misuse (with a
+  mm/kmemleak.c:466,772,917,989,1014,1036,1065,1088,1237  kmemleak_warn() API misuse (with a
         stack dump): "Found object by alias", "Cannot insert 0x%lx into the object search
         tree", "Partially freeing unknown object", ... "unknown object", "Scan area larger
         than object"                                                               -> kmemleak
@@ -127,7 +127,7 @@ KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("bad-page", re.compile(r"^BUG: (Bad page (state|map|cache)|Bad rss-counter state"
                             r"|non-zero pgtables_bytes on freeing mm)")),
     ("debugobjects", re.compile(
-        r"^ODEBUG: (\w+ \w+ \(active state \d+\) object: "
+        r"^ODEBUG: (\w+ (not available|\w+) \(active state \d+\) object: "
         r"|selftest (object not found|wrong state|fixups failed|warnings failed)"
         r"|object \S+ is (NOT )?on stack \S+, but (NOT )?annotated)")),
     ("refcount", re.compile(r"^refcount_t: (saturated; leaking memory|addition on 0; use-after-free"
@@ -150,10 +150,12 @@ KINDS: list[tuple[str, re.Pattern[str]]] = [
 # "---[ end trace 0000000000000000 ]---", UBSAN's "---[ end trace ]---", the panic's own end.
 END_TRACE = re.compile(r"---\[ end (trace( [0-9a-f]+)? \]|Kernel panic)")
 CUT_HERE = "------------[ cut here ]------------"
-# KASAN, KFENCE and KCSAN reports close with a line of '='.
+# KASAN, KFENCE and KCSAN reports close with a line of '='; lockdep's and theirs open with one.
 _BANNER_END = re.compile(r"^={20,}\s*$")
 _BANNERED = ("kasan", "kfence", "kcsan")
 # A kmemleak report's own lines: "kmemleak:   comm ...", "kmemleak:     backtrace frame".
+# (kmemleak_warn() API-misuse reports are followed by a plain stack dump instead.)
+_KMEMLEAK_REPORT = re.compile(r"^kmemleak: (\d+ new suspected|unreferenced object)")
 _KMEMLEAK_BODY = re.compile(r"^kmemleak:  ")
 # Reports printed through WARN()/BUG(): the WARNING/kernel BUG line follows the message.
 _WARN_MESSAGE = ("debugobjects", "refcount", "list-corruption")
@@ -166,7 +168,7 @@ _CUT_LOOKBACK = 8  # cut here, then up to a few lines of WARN message before the
 class Splat:
     kind: str
     title: str  # the line that names it, prefix stripped
-    start: int  # index of its first line (the title, or the `cut here` before it) in `classify`'s input
+    start: int  # index of its first line (title, or the cut-here/banner above it) in `classify`'s input
     text: str
 
     def summary(self) -> str:
@@ -202,20 +204,29 @@ def classify(lines: Sequence[str]) -> list[Splat]:
                 break
             if kind in _BANNERED and end - 1 > i and _BANNER_END.search(strip_prefix(lines[end - 1])):
                 break
-            if kind == "kmemleak" and not _KMEMLEAK_BODY.search(strip_prefix(lines[end])):
+            if (kind == "kmemleak" and _KMEMLEAK_REPORT.search(title)
+                    and not _KMEMLEAK_BODY.search(strip_prefix(lines[end]))):
                 break
             if kind_of(lines[end]) is not None and not _continues(kind, title, lines[end], end - i):
+                end = _header_before(lines, end, i + 1)  # the next splat's header is its own
                 break
             end += 1
-        start = _cut_here_before(lines, i, floor)
+        start = _header_before(lines, i, floor)
         body = [strip_prefix(line) for line in lines[start:end]]
         splats.append(Splat(kind, title, start, "\n".join(body)))
         i = floor = end
     return splats
 
 
-def _cut_here_before(lines: Sequence[str], i: int, floor: int) -> int:
-    """The `cut here` line a few lines above line i (WARN's own message sits between), else i."""
+def _header_before(lines: Sequence[str], i: int, floor: int) -> int:
+    """Where the splat named at line i begins: its `cut here` line a few lines above (WARN's own
+    message sits between), or its opening `=====` banner (lockdep, KASAN, KFENCE, KCSAN) with the
+    empty line lockdep prints before it; else i. Never above `floor`."""
+    if i - 1 >= floor and _BANNER_END.search(strip_prefix(lines[i - 1])):
+        start = i - 1
+        if start - 1 >= floor and strip_prefix(lines[start - 1]).strip() == "":
+            start -= 1
+        return start
     for j in range(i - 1, max(floor, i - _CUT_LOOKBACK) - 1, -1):
         body = strip_prefix(lines[j])
         if body.startswith(CUT_HERE):

@@ -50,3 +50,36 @@ def test_both_warning_forms_still_classify() -> None:
 def test_malformed_replies_are_module_errors(line: str) -> None:
     with pytest.raises(ModuleError, match="outside the grammar"):
         parse_reply(line)
+
+
+# Every pattern of the classifier, reached through the literal start of its report, then 100 KB of
+# filler built to provoke backtracking (spaces, "at", "/digits", word runs, '=' runs).
+_PREFIXES = [
+    "WARNING: ", "WARNING: at ", "WARNING: CPU: 0 PID: 1 at ", "BUG: ", "BUG: using ", "BUG: key ",
+    "INFO: task ", "INFO: rcu_", "rcu: INFO: ", "kmemleak: ", "kmemleak: unreferenced object ",
+    "ODEBUG: ", "ODEBUG: free ", "ODEBUG: object ", "refcount_t: ", "list_add corruption. ",
+    "watchdog: BUG: soft lockup - CPU#1 stuck for ", "watchdog: CPU0: ", "NMI watchdog: ",
+    "UBSAN: ", "Kernel panic - not syncing: ", "arm-smmu-v3 ", "DEBUG_LOCKS_WARN_ON(", "",
+]
+_FILLERS = ["a at " * 20000, "x" * 100000, "ab/12 " * 16667, "w " * 50000, "=" * 100000,
+            "a" * 50000 + " at " + "b" * 50000, "x at +0x" * 12500, "a-safe -> " * 10000]
+
+
+@pytest.mark.parametrize("prefix", _PREFIXES)
+def test_every_pattern_is_linear_on_hostile_lines(prefix: str) -> None:
+    for filler in _FILLERS:
+        line = "[    1.000000] [    T1] " + prefix + filler
+        started = time.perf_counter()
+        kind_of(line)
+        assert time.perf_counter() - started < 0.05, (prefix, filler[:12])
+
+
+def test_classify_is_linear_on_hostile_headers_and_bodies() -> None:
+    # banner / cut-here look-back, kmemleak body and end markers, each on a 100 KB line
+    lines = ["=" * 100000, "------------[ cut here ]------------" + "-" * 100000,
+             "kmemleak: unreferenced object 0x1 (size 8):", "kmemleak:  " + " " * 100000,
+             "BUG: KASAN: x in y+0x1/0x2", "=" * 100000 + " " * 100, "---[ end trace " + "0" * 100000]
+    started = time.perf_counter()
+    splats = classify(lines)
+    assert time.perf_counter() - started < 0.05
+    assert [s.kind for s in splats] == ["kmemleak", "kasan"]

@@ -1,6 +1,7 @@
 """The pytest plugin, the only pytest-aware part of the harness: hooks, fixtures and the KUnit
 collector. Registered through the `pytest11` entry point (an installed harness) or from the
-checkout's conftest.py."""
+checkout's conftest.py. (PYTEST_DONT_REWRITE: the CLI imports it before pytest starts, and it
+asserts nothing that needs pytest's assertion rewriting.)"""
 from .fixtures import guest, guest_manager, kernel_build, kernel_log, module, pgtable, qmp, ssh
 from .hooks import (pytest_addoption, pytest_collection_modifyitems, pytest_configure,
                     pytest_runtest_call, pytest_runtest_makereport)

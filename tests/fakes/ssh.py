@@ -30,6 +30,9 @@ class GuestSide(Protocol):
     module: FakeModule
     stalled: bool
 
+    @property
+    def alive(self) -> bool: ...
+
     def kmsg(self, text: str) -> None: ...
 
 
@@ -69,7 +72,7 @@ class FakeShell:
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         tokens = list(lexer)
-        while tokens and not self.guest.stalled:
+        while tokens and not self.stuck:
             if tokens[0] == "while":
                 end = tokens.index("done")
                 body, tokens = tokens[1:end], tokens[end + 1:]
@@ -83,6 +86,11 @@ class FakeShell:
                 tokens = tokens[end:]
             if tokens[:1] == [";"]:
                 tokens = tokens[1:]
+
+    @property
+    def stuck(self) -> bool:
+        """A stalled guest runs nothing more; a dead one neither."""
+        return self.guest.stalled or not self.guest.alive
 
     def _read_loop(self, body: list[str], source: str | None) -> None:
         if body != READ_LOOP or source is None:
@@ -153,14 +161,14 @@ class FakeChannel:
         self.written.append(data)
         lines, self._pending = logical_lines(self._pending + data.decode())
         for line in lines:
-            if self.guest.stalled:
+            if self.shell.stuck:
                 break
             before = len(self.shell.out)
             self.shell.run_line(line)
             self._emit(self.shell.out[before:])
 
     def _emit(self, lines: list[str]) -> None:
-        if lines:
+        if lines and not self.closed:
             with self._cond:
                 self._out += "".join(f"{ln}\n" for ln in lines).encode()
                 self._cond.notify_all()

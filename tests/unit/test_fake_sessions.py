@@ -93,7 +93,7 @@ def test_a_crash_fails_the_test_and_the_next_one_gets_a_fresh_guest(pytester):
 HANG = """
 import pytest
 
-@pytest.mark.deadline(0.3)
+@pytest.mark.deadline(0.15)
 def test_hangs_the_guest(guest, module):
     module.request("trigger what=hang")
 
@@ -129,7 +129,7 @@ def test_without_a_guest():
 
 
 def test_after_a_failed_boot_later_tests_are_skipped_with_the_reason(pytester):
-    factory = FakeFactory(dict(boot_log=CLEAN_BOOT[:40], boot_timeout=0.2), {})
+    factory = FakeFactory(dict(boot_log=CLEAN_BOOT[:40], boot_timeout=0.1), {})
     result = inner(pytester, factory, BOOTS)
     result.assert_outcomes(passed=1, errors=1, skipped=2)
     result.stdout.re_match_lines([r".*BootTimeout: guest not ready within",

@@ -141,3 +141,17 @@ def test_unmap_of_consecutive_mappings_empties_the_table(machine, client):
         table.unmap(0, M2, 1)
     table.destroy()
     assert client.list() == []
+
+
+def test_the_pmemsave_reader_walks_the_same_table(machine, client, tmp_path):
+    from harness.guest.guestmem import PmemsaveMemory
+    from harness.pgtable.walker import walk
+
+    table = guest_table(machine, client, pgsizes=0x02004000)  # 16K granule: 16K | 32M
+    table.map(0x200_0000, 0x8000_0000, 0x4000, 3, Prot.READ | Prot.NOEXEC)
+    info = table.info
+    direct = walk(machine.memory, info.ttbr, table.granule, info.ias, info.mair)
+    via_qmp = walk(PmemsaveMemory(machine.qmp, tmp_path), info.ttbr, table.granule, info.ias,
+                   info.mair)
+    assert direct.raw == via_qmp.raw and len(direct.leaves) == 3
+    assert list(tmp_path.iterdir()) == [tmp_path / "log"], "pmemsave files are removed"

@@ -52,8 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .results.reports import add_properties, write_reports
 
     started = time.monotonic()
+    results = _results(args, results_default())  # refuse a bad --results before building
     prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
-    results = _results(args, results_default())
     results.mkdir(parents=True, exist_ok=True)
     for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
         (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones

@@ -137,14 +137,22 @@ class Machine:
         self.qmp = QmpChannel(self.spec.qmp_socket)
         self.memory = ShmMemory(shm, self.spec.arch.ram_base, self.memory_mib << 20)
         shm.unlink(missing_ok=True)  # both sides hold it now; nothing can be left behind
+        self._await_ready(started, argv)
+        return self
+
+    def _await_ready(self, started: float, argv: list[str]) -> None:
+        """The readiness marker on the console, then SSH through QEMU's forwarded port."""
+        assert self.console is not None and self.qmp is not None
         line = self.console.wait_for(READY_RE, self.boot_timeout, abort=ABORT_RE)
         self._check_boot(line)
         port = self.qmp.hostfwd_port(22)
-        self.ssh = SshChannel(port, self.key_path)
+        self.ssh = self._open_ssh(port)
         assert line is not None
         release = line.text.split(READY, 1)[1].strip()
         self.info = BootInfo(time.monotonic() - started, release, port, argv)
-        return self
+
+    def _open_ssh(self, port: int) -> SshChannel:
+        return SshChannel(port, self.key_path)
 
     def _wait_socket(self) -> None:
         assert self.spec is not None and self.proc is not None and self.console is not None

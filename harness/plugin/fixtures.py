@@ -13,7 +13,7 @@ from ..build.pipeline import BuildRequest, Prepared, prepare
 from ..errors import BootFailedEarlier, HarnessError
 from ..guest.kernel_health import TestWatch
 from ..guest.machine import Machine
-from ..guest.manager import GuestManager
+from ..guest.manager import GuestManager, MachineFactory, boot_machine
 from ..guest.modclient import PROTOCOL, ModuleClient
 from ..guest.qmp import QmpChannel
 from ..guest.ssh import SshChannel
@@ -28,10 +28,17 @@ PREPARED_KEY = pytest.StashKey[Prepared]()
 
 class PreparedBuild:
     """Registered by `iopt-hil run` (see runner.py): the build it already made, so the session
-    does not prepare it a second time."""
+    does not prepare it a second time. `factory` makes the session's guests (the harness's own
+    tests hand in one that makes fake machines)."""
 
-    def __init__(self, prepared: Prepared) -> None:
+    def __init__(self, prepared: Prepared, factory: MachineFactory = boot_machine) -> None:
         self.prepared = prepared
+        self.factory = factory
+
+
+def _handed(config: pytest.Config) -> PreparedBuild | None:
+    handed = [p for p in config.pluginmanager.get_plugins() if isinstance(p, PreparedBuild)]
+    return handed[0] if handed else None
 
 
 def results_dir(config: pytest.Config) -> Path:
@@ -44,8 +51,8 @@ def results_dir(config: pytest.Config) -> Path:
 def prepared_for(config: pytest.Config) -> Prepared:
     """One build per session, shared by the fixtures and the KUnit collector."""
     if PREPARED_KEY not in config.stash:
-        handed = [p for p in config.pluginmanager.get_plugins() if isinstance(p, PreparedBuild)]
-        config.stash[PREPARED_KEY] = handed[0].prepared if handed else _prepare(config)
+        handed = _handed(config)
+        config.stash[PREPARED_KEY] = handed.prepared if handed else _prepare(config)
     return config.stash[PREPARED_KEY]
 
 
@@ -75,7 +82,9 @@ def guest_manager(kernel_build: Prepared, pytestconfig: pytest.Config,
                   record_testsuite_property: Callable[[str, object], None]) -> Iterator[GuestManager]:
     for key, value in kernel_build.build.provenance().items():
         record_testsuite_property(key, value)
-    manager = GuestManager(kernel_build, results_dir(pytestconfig))
+    handed = _handed(pytestconfig)
+    manager = GuestManager(kernel_build, results_dir(pytestconfig),
+                           handed.factory if handed else boot_machine)
     try:
         yield manager
     finally:

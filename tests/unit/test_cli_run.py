@@ -1,0 +1,120 @@
+"""`cli.main(["run", ...])` and friends with `prepare` and the pytest runner replaced, so nothing
+builds or boots: what reaches pytest, what is refused, and the exit codes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.errors import ToolchainError
+from harness.resources import suite_dir
+from harness.workflows.bisect import ABORT
+from tests.fakes.machine import fake_prepared
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.prepare: list[object] = []
+        self.pytest: list[tuple[list[str], list[str], object]] = []
+
+
+@pytest.fixture
+def calls(monkeypatch, tmp_path):
+    seen = Calls()
+    log = tmp_path / "build.log"
+    log.write_text("make: done\n")
+    prepared = fake_prepared(log)
+
+    def prepare(request, progress=print):
+        seen.prepare.append(request)
+        return prepared
+
+    def run_pytest(paths, extra, handed=None):
+        seen.pytest.append((paths, extra, handed))
+        return 3  # whatever pytest says is the run's exit status
+
+    monkeypatch.setattr(cli, "prepare", prepare)
+    monkeypatch.setattr(cli, "_pytest", run_pytest)
+    return seen
+
+
+def test_unknown_options_go_to_pytest_after_ours(calls, tmp_path):
+    results = tmp_path / "res"
+    assert cli.main(["run", "-q", "-k", "2M", "--results", str(results), "--kconfig", "kasan"]) == 3
+    [(paths, extra, handed)] = calls.pytest
+    assert paths == [str(suite_dir())], "no test named: the whole guest suite"
+    assert extra[-3:] == ["-q", "-k", "2M"]
+    assert f"--results={results}" in extra and f"--junitxml={results / 'junit.xml'}" in extra
+    assert extra[:4] == ["--toolchain", "buildroot", "--kconfig", "kasan"]
+    assert handed is not None, "the build made up front is handed to the session"
+    assert calls.prepare[0].fragments == ("kasan",)
+    assert (results / "build.log").read_text() == "make: done\n"
+
+
+def test_a_named_test_replaces_the_default_suite(calls, tmp_path):
+    test = Path(__file__).resolve().parents[1] / "guest" / "test_map_basic.py"
+    cli.main(["run", f"{test}::test_x", "--results", str(tmp_path / "res")])
+    [(paths, extra, _)] = calls.pytest
+    assert paths == [] and extra[-1] == f"{test}::test_x"
+
+
+def test_stale_reports_are_removed_before_the_run(calls, tmp_path):
+    results = tmp_path / "res"
+    results.mkdir()
+    for name in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
+        (results / name).write_text("from an earlier run")
+    cli.main(["run", "--results", str(results)])
+    assert sorted(p.name for p in results.iterdir()) == ["build.log"]
+
+
+def test_granule_choices(calls, tmp_path, capsys):
+    cli.main(["run", "--granule", "16K", "--granule=64K", "--results", str(tmp_path / "res")])
+    extra = calls.pytest[0][1]
+    assert extra.count("--granule=16K") == 1 and extra.count("--granule=64K") == 1
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--granule", "8K"])
+    assert info.value.code == 2 and "invalid choice: '8K'" in capsys.readouterr().err
+    assert len(calls.prepare) == 1, "a usage error builds nothing"
+
+
+def test_results_inside_the_tree_are_refused_before_building(calls, tmp_path, capsys):
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    assert cli.main(["run", "--tree", str(tree), "--results", str(tree / "out")]) == 2
+    assert "is inside the kernel tree" in capsys.readouterr().err
+    assert calls.prepare == [] and calls.pytest == []
+
+
+def test_a_harness_error_is_exit_2_with_the_message(monkeypatch, capsys):
+    def prepare(request, progress=print):
+        raise ToolchainError("no rustc in the build root")
+
+    monkeypatch.setattr(cli, "prepare", prepare)
+    assert cli.main(["run"]) == 2
+    assert capsys.readouterr().err == "iopt-hil: error: no rustc in the build root\n"
+
+
+@pytest.mark.parametrize("argv", [["bisect-run"], ["bisect-run", "t.py", "--build-failure", "x"],
+                                  ["bisect-run", "t.py", "--toolchain", "gcc"]])
+def test_a_bisect_run_usage_error_aborts_the_bisection(argv, capsys):
+    assert cli.main(argv) == ABORT == 128
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_an_unexpected_bisect_run_error_aborts_too(monkeypatch, tmp_path, capsys):
+    def step(*args, **kw):
+        raise RuntimeError("surprise")
+
+    monkeypatch.setattr("harness.workflows.bisect.bisect_step", step)
+    assert cli.main(["bisect-run", "t.py", "--tree", str(tmp_path),
+                     "--results", str(tmp_path.parent / "bisect-res")]) == ABORT
+    assert "RuntimeError: surprise" in capsys.readouterr().err
+
+
+def test_other_usage_errors_exit_2_and_unknown_options_are_refused_outside_run(calls):
+    for argv in (["run", "--toolchain", "gcc"], ["build", "-q"], ["clean", "--bogus"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2, argv
+    assert calls.prepare == []

@@ -1,0 +1,147 @@
+"""Crash and hang recovery and the boot-failure skip: `GuestManager` on its own, then the plugin
+in real inner pytest sessions (`pytester`) whose guests come from a fake machine factory handed
+in through `PreparedBuild`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import BootFailedEarlier, BootTimeout
+from harness.guest.manager import GuestManager
+from harness.plugin.fixtures import PreparedBuild
+from harness.plugin.hooks import CONSOLE_SECTION
+from tests.fakes.machine import CLEAN_BOOT, FakeFactory, fake_prepared
+
+pytest_plugins = ["pytester"]
+
+
+def test_manager_reuses_a_live_guest_and_records_provenance(tmp_path):
+    factory = FakeFactory()
+    manager = GuestManager(fake_prepared(), tmp_path, factory)
+    first = manager.get()
+    assert manager.get() is first and factory.calls == 1
+    record = json.loads((tmp_path / "provenance.json").read_text())
+    assert (record["guest_release"], record["boots"]) == ("7.3.4", 1)
+    assert manager.healthy()
+    manager.close()
+    assert not first.alive and "guest_down_at" in json.loads((tmp_path / "provenance.json").read_text())
+
+
+def test_manager_replaces_a_guest_that_died(tmp_path):
+    factory = FakeFactory()
+    manager = GuestManager(fake_prepared(), tmp_path, factory)
+    first = manager.get()
+    first.crash()
+    assert not manager.healthy()
+    second = manager.get()
+    assert second is not first and second.alive and first.stops == 1
+    assert manager.boots == 2 and (tmp_path / "boot-2" / "console.log").exists()
+    assert json.loads((tmp_path / "provenance.json").read_text())["boots"] == 2
+    manager.close()
+
+
+def test_manager_never_boots_again_after_a_failed_boot(tmp_path):
+    factory = FakeFactory(RuntimeError("qemu-system-aarch64: not found"), {})
+    manager = GuestManager(fake_prepared(), tmp_path, factory)
+    with pytest.raises(RuntimeError):
+        manager.get()
+    for _ in range(2):
+        with pytest.raises(BootFailedEarlier, match="failed to boot earlier: qemu-system") as info:
+            manager.get()
+        assert isinstance(info.value.cause, RuntimeError)
+    assert factory.calls == 1
+
+
+@pytest.fixture(autouse=True)
+def _no_plugin_autoload(monkeypatch):
+    """Inner sessions load only the harness plugin (autoloading the others costs ~1 s)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+def inner(pytester, factory, source, *args):
+    pytester.makepyfile(test_inner=source)
+    return pytester.runpytest_inprocess("-p", "harness.plugin", "-p", "no:cacheprovider", "-ra",
+                                        f"--results={pytester.path / 'results'}", *args,
+                                        plugins=[PreparedBuild(fake_prepared(), factory)])
+
+
+CRASH = """
+seen = []
+
+def test_crashes_the_guest(guest, module):
+    seen.append(guest)
+    module.request("trigger what=panic")
+
+def test_gets_a_fresh_guest(guest, guest_manager, module):
+    assert guest is not seen[0] and not seen[0].alive
+    assert guest_manager.boots == 2 and module.version() == 2
+"""
+
+
+def test_a_crash_fails_the_test_and_the_next_one_gets_a_fresh_guest(pytester):
+    factory = FakeFactory()
+    result = inner(pytester, factory, CRASH)
+    result.assert_outcomes(passed=1, failed=1)
+    report = result.stdout.str()
+    assert "guest shell closed (did the guest crash?)" in report
+    assert CONSOLE_SECTION in report and "Kernel panic - not syncing" in report
+    assert factory.calls == 2 and factory.machines[0].stops >= 1
+    assert not factory.machines[1].alive, "the session must stop its last guest"
+
+
+HANG = """
+import pytest
+
+@pytest.mark.deadline(0.15)
+def test_hangs_the_guest(guest, module):
+    module.request("trigger what=hang")
+
+def test_gets_a_fresh_guest(guest, guest_manager, module):
+    assert guest_manager.boots == 2 and module.version() == 2
+"""
+
+
+def test_a_hang_is_detected_and_the_guest_is_replaced_without_asking_it(pytester):
+    factory = FakeFactory()
+    result = inner(pytester, factory, HANG)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "GuestHang: guest hung: no console output" in result.stdout.str()
+    hung = factory.machines[0]
+    assert hung.stops >= 1 and factory.calls == 2
+    # Marked broken: replaced without the health check, whose request would block 15 s.
+    assert len(hung.fake_ssh.channels) == 1
+
+
+BOOTS = """
+def test_first(guest):
+    pass
+
+def test_second(guest):
+    pass
+
+def test_third(guest):
+    pass
+
+def test_without_a_guest():
+    pass
+"""
+
+
+def test_after_a_failed_boot_later_tests_are_skipped_with_the_reason(pytester):
+    factory = FakeFactory(dict(boot_log=CLEAN_BOOT[:40], boot_timeout=0.1), {})
+    result = inner(pytester, factory, BOOTS)
+    result.assert_outcomes(passed=1, errors=1, skipped=2)
+    result.stdout.re_match_lines([r".*BootTimeout: guest not ready within",
+                                  r"SKIPPED \[1\] test_inner.py:4: guest failed to boot earlier: "
+                                  r"guest not ready within",
+                                  r"SKIPPED \[1\] test_inner.py:7: guest failed to boot earlier: "
+                                  r"guest not ready within"])
+    assert factory.calls == 1, "no second boot after a failed one"
+
+
+def test_boot_failure_in_the_inner_session_is_really_a_boot_timeout(tmp_path):
+    """The inner session's first error comes from the real boot check, not from the fake."""
+    factory = FakeFactory(dict(boot_log=CLEAN_BOOT[:40], boot_timeout=0.1))
+    with pytest.raises(BootTimeout):
+        factory(fake_prepared(), tmp_path)

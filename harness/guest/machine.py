@@ -176,7 +176,7 @@ class Machine:
             raise GuestPanic(f"guest crashed while booting: {line.text}", self.console.tail(60))
         if self.proc.poll() is not None:
             raise QemuExited(f"QEMU exited ({self.proc.returncode}) during boot", self.console.tail())
-        raise BootTimeout(f"guest not ready within {self.boot_timeout:.0f} s", self.console.tail())
+        raise BootTimeout(f"guest not ready within {self.boot_timeout:g} s", self.console.tail())
 
     @property
     def alive(self) -> bool:

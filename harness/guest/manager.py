@@ -40,8 +40,9 @@ class GuestManager:
             self.machine = None
         if self.machine is None:
             if self.boot_error is not None:
-                raise BootFailedEarlier(f"guest failed to boot earlier: {self.boot_error}",
-                                        self.boot_error)
+                first = (str(self.boot_error).splitlines() or [type(self.boot_error).__name__])[0]
+                raise BootFailedEarlier(f"guest failed to boot earlier: {first} (the first test "
+                                        "that needed it has the whole report)", self.boot_error)
             self.boots += 1
             try:
                 self.machine = self.factory(self.prepared, self.log_root / f"boot-{self.boots}")

@@ -142,9 +142,11 @@ class ModuleClient:
             except OSError as exc:
                 raise ChannelError(f"guest shell failed: {exc}") from exc
             if chunk is None:
+                # A late reply would be read as the next request's: this client is done.
+                self._chan.close()
                 if self.on_timeout is not None:
                     self.on_timeout()
-                raise ChannelError(f"no reply from the guest within {self.timeout:.0f} s")
+                raise ChannelError(f"no reply from the guest within {self.timeout:g} s")
             if not chunk:
                 raise ChannelError("guest shell closed (did the guest crash?)")
             self._buf += chunk

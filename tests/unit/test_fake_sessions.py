@@ -53,6 +53,16 @@ def test_manager_never_boots_again_after_a_failed_boot(tmp_path):
     assert factory.calls == 1
 
 
+def test_a_skip_reason_is_one_line_not_the_console_tail(tmp_path):
+    factory = FakeFactory(BootTimeout("guest not ready within 180 s", "line 1\nline 2\nline 3"), {})
+    manager = GuestManager(fake_prepared(), tmp_path, factory)
+    with pytest.raises(BootTimeout):
+        manager.get()
+    with pytest.raises(BootFailedEarlier) as info:
+        manager.get()
+    assert "\n" not in str(info.value) and "guest not ready within 180 s" in str(info.value)
+
+
 @pytest.fixture(autouse=True)
 def _no_plugin_autoload(monkeypatch):
     """Inner sessions load only the harness plugin (autoloading the others costs ~1 s)."""

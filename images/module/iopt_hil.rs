@@ -25,11 +25,19 @@
 //! trigger what=warn|panic|hang      (harness self-tests: a WARN, a panic, a hard hang)
 //! ```
 //!
-//! Replies: `<index> <verb> ret=<errno or 0> [src=check|pgtable] [key=value ...]`. `src=check`
+//! Replies: `<index> <verb> ret=<errno or 0> [src=check|pgtable|module] [key=value ...]`.
+//! `src=module` means this module ran out of memory (`ret=-12`). `src=check`
 //! means this module refused the request before calling into io-pgtable: the checked requests
 //! keep a record of every mapping so that `map_pages`/`unmap_pages` are only called within their
 //! Rust safety contract. The `_unchecked` variants skip that record (but still keep it up to
 //! date) so that tests can provoke the C-level error paths on purpose.
+//!
+//! Layout: this file is the crate root (`module!`, the debugfs file, per-process reply routing
+//! and the `trigger` self-test faults); `request.rs` is the grammar (one verb table building
+//! typed requests); `exec.rs` runs requests and is the only caller of io-pgtable;
+//! `registry.rs` holds the tables, their ids and the ranges in flight; `record.rs` is the
+//! mapping record and geometry checks, pure code with its own KUnit suite (`iopt_hil_record`),
+//! which runs whenever the module is loaded.
 
 mod exec;
 mod record;

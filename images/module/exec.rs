@@ -30,9 +30,12 @@ pub(crate) fn execute(state: &State, request: &Request, out: &mut Out) -> FmtRes
     let tables = &state.tables;
     match request {
         Request::Version => writeln!(out, "ret=0 protocol={}", PROTOCOL),
-        Request::Create { ias, oas, pgsizes, quirks } => {
-            create(state.dev, tables, *ias, *oas, *pgsizes, *quirks, out)
-        }
+        Request::Create {
+            ias,
+            oas,
+            pgsizes,
+            quirks,
+        } => create(state.dev, tables, *ias, *oas, *pgsizes, *quirks, out),
         Request::Destroy { id } => {
             let entry = match tables.lock().remove(*id) {
                 Ok(entry) => entry,
@@ -120,7 +123,11 @@ fn create(
         Ok(t) => t,
         Err(_) => return writeln!(out, "ret=-12 src=module"),
     };
-    let geometry = Geometry { ias: ias as u32, oas: oas as u32, pgsizes: effective };
+    let geometry = Geometry {
+        ias: ias as u32,
+        oas: oas as u32,
+        pgsizes: effective,
+    };
     let mut reg = tables.lock();
     if reg.full() {
         return refuse(out, ENOSPC, "too many tables");
@@ -198,9 +205,24 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
         let slots = e.finish(op);
         if mapped == 0 {
             e.record.release(slots);
-        } else if e.record.insert(slots, Run { iova: m.iova, size: mapped as u64, pgsize: m.pgsize }).is_err() {
+        } else if e
+            .record
+            .insert(
+                slots,
+                Run {
+                    iova: m.iova,
+                    size: mapped as u64,
+                    pgsize: m.pgsize,
+                },
+            )
+            .is_err()
+        {
             // Cannot happen: the slot taken above holds room for the run.
-            return writeln!(out, "ret=-12 src=module mapped={:#x} why=\"record out of memory\"", mapped);
+            return writeln!(
+                out,
+                "ret=-12 src=module mapped={:#x} why=\"record out of memory\"",
+                mapped
+            );
         }
     }
     writeln!(out, "ret={} src=pgtable mapped={:#x}", ret, mapped)
@@ -241,14 +263,22 @@ fn unmap(tables: &Mutex<Registry>, u: &UnmapRequest, out: &mut Out) -> FmtResult
     // leaves no larger than pgsize), and the range is busy until the record is updated, so no
     // other checked request (nor `iova_to_phys`) touches it meanwhile. `unmap_unchecked` skips
     // these checks to break the contract on purpose.
-    let unmapped = unsafe { table.pgt.unmap_pages(u.iova as usize, u.pgsize as usize, u.pgcount as usize) };
+    let unmapped = unsafe {
+        table
+            .pgt
+            .unmap_pages(u.iova as usize, u.pgsize as usize, u.pgcount as usize)
+    };
     let mut reg = tables.lock();
     // The entry is still there: `destroy` refuses while a range is busy.
     if let Some(e) = reg.get_mut(u.id) {
         let slots = e.finish(op);
         if unmapped == 0 {
             e.record.release(slots);
-        } else if e.record.forget(slots, u.iova, u.iova.wrapping_add(unmapped as u64)).is_err() {
+        } else if e
+            .record
+            .forget(slots, u.iova, u.iova.wrapping_add(unmapped as u64))
+            .is_err()
+        {
             // Only if an unchecked request changed the record meanwhile and memory ran out; the
             // record still holds the range, so checked maps keep away from it.
             return writeln!(

@@ -108,7 +108,11 @@ impl kernel::Module for IoptHil {
             GFP_KERNEL,
         )?;
         pr_info!("iopt_hil: ready, protocol {}\n", PROTOCOL);
-        Ok(Self { _ctl: ctl, _dir: dir, _reg: reg })
+        Ok(Self {
+            _ctl: ctl,
+            _dir: dir,
+            _reg: reg,
+        })
     }
 }
 
@@ -143,7 +147,9 @@ pub(crate) struct Out(KVec<u8>);
 
 impl Write for Out {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
+        self.0
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| core::fmt::Error)
     }
 }
 
@@ -168,14 +174,20 @@ fn run_batch(state: &State, reader: &mut UserSliceReader) -> Result {
             Ok(p) => parsed.push(p, GFP_KERNEL)?,
             Err(why) => {
                 // A reply too long for memory is cut short; the write fails either way.
-                let _ = writeln!(out, "parse-error line={} ret=-22 why=\"{}\"", lineno + 1, why);
+                let _ = writeln!(
+                    out,
+                    "parse-error line={} ret=-22 why=\"{}\"",
+                    lineno + 1,
+                    why
+                );
                 store_reply(state, out.0)?;
                 return Err(EINVAL);
             }
         }
     }
     for (idx, p) in parsed.iter().enumerate() {
-        let reply = write!(out, "{} {} ", idx, p.verb).and_then(|()| exec::execute(state, &p.request, &mut out));
+        let reply = write!(out, "{} {} ", idx, p.verb)
+            .and_then(|()| exec::execute(state, &p.request, &mut out));
         if reply.is_err() {
             let _ = writeln!(out, "ret=-12 src=module why=\"reply out of memory\"");
         }

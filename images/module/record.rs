@@ -51,7 +51,10 @@ pub(crate) struct Record {
 
 impl Record {
     pub(crate) const fn new() -> Self {
-        Record { runs: KVec::new(), reserved: 0 }
+        Record {
+            runs: KVec::new(),
+            reserved: 0,
+        }
     }
 
     pub(crate) fn runs(&self) -> &[Run] {
@@ -60,13 +63,19 @@ impl Record {
 
     /// True if anything recorded overlaps `[iova, end)`.
     pub(crate) fn overlaps(&self, iova: u64, end: u64) -> bool {
-        self.runs.iter().any(|r| overlaps(iova, end, r.iova, r.end()))
+        self.runs
+            .iter()
+            .any(|r| overlaps(iova, end, r.iova, r.end()))
     }
 
     /// True if the recorded runs tile `[iova, end)` exactly with leaves no larger than `pgsize`.
     pub(crate) fn tiled(&self, iova: u64, end: u64, pgsize: u64) -> bool {
         let mut at = iova;
-        for r in self.runs.iter().filter(|r| overlaps(iova, end, r.iova, r.end())) {
+        for r in self
+            .runs
+            .iter()
+            .filter(|r| overlaps(iova, end, r.iova, r.end()))
+        {
             if r.iova > at || r.pgsize > pgsize || (at - r.iova) % r.pgsize != 0 {
                 return false;
             }
@@ -90,7 +99,10 @@ impl Record {
     /// The slots forgetting a range that starts at `iova` needs: forgetting only adds a run
     /// when it splits one in two, and such a run contains `iova`.
     pub(crate) fn forget_slots(&self, iova: u64) -> usize {
-        self.runs.iter().filter(|r| r.iova < iova && iova < r.end()).count()
+        self.runs
+            .iter()
+            .filter(|r| r.iova < iova && iova < r.end())
+            .count()
     }
 
     /// Gives back slots that were not needed.
@@ -106,7 +118,9 @@ impl Record {
         self.runs.reserve(self.reserved + 1, GFP_KERNEL)?;
         let at = self.runs.partition_point(|r| r.iova <= run.iova);
         // INVARIANT: one run more, and room for `reserved` more is left.
-        self.runs.insert_within_capacity(at, run).map_err(|_| AllocError)
+        self.runs
+            .insert_within_capacity(at, run)
+            .map_err(|_| AllocError)
     }
 
     /// Forgets `[iova, end)`, splitting runs at its edges. Allocates only if `slots` hold too
@@ -114,14 +128,22 @@ impl Record {
     /// nothing changes, so the record still holds every mapping it held.
     pub(crate) fn forget(&mut self, slots: Slots, iova: u64, end: u64) -> Result<(), AllocError> {
         self.release(slots);
-        let splits = self.runs.iter().filter(|r| r.iova < iova && r.end() > end).count();
+        let splits = self
+            .runs
+            .iter()
+            .filter(|r| r.iova < iova && r.end() > end)
+            .count();
         self.runs.reserve(self.reserved + splits, GFP_KERNEL)?;
         let n = self.runs.len();
         // The right-hand pieces of split runs go at the end (in the room reserved above).
         for i in 0..n {
             let r = self.runs[i];
             if r.iova < iova && r.end() > end {
-                let right = Run { iova: end, size: r.end() - end, pgsize: r.pgsize };
+                let right = Run {
+                    iova: end,
+                    size: r.end() - end,
+                    pgsize: r.pgsize,
+                };
                 if self.runs.push_within_capacity(right).is_err() {
                     self.runs.truncate(n);
                     return Err(AllocError);
@@ -135,7 +157,11 @@ impl Record {
             if r.iova < iova {
                 r.size = iova - r.iova;
             } else if r.end() > end {
-                *r = Run { iova: end, size: r.end() - end, pgsize: r.pgsize };
+                *r = Run {
+                    iova: end,
+                    size: r.end() - end,
+                    pgsize: r.pgsize,
+                };
             } else {
                 r.size = 0;
             }
@@ -173,7 +199,9 @@ impl Geometry {
         if pgcount == 0 {
             return Err((EINVAL, "pgcount is 0"));
         }
-        let size = pgsize.checked_mul(pgcount).ok_or((ERANGE, "size overflows"))?;
+        let size = pgsize
+            .checked_mul(pgcount)
+            .ok_or((ERANGE, "size overflows"))?;
         if iova % pgsize != 0 {
             return Err((EINVAL, "iova not aligned to pgsize"));
         }
@@ -202,7 +230,11 @@ mod tests {
     const K4: u64 = 0x1000;
     const M2: u64 = 0x20_0000;
     const G1: u64 = 0x4000_0000;
-    const GEOMETRY: Geometry = Geometry { ias: 48, oas: 40, pgsizes: K4 | M2 | G1 };
+    const GEOMETRY: Geometry = Geometry {
+        ias: 48,
+        oas: 40,
+        pgsizes: K4 | M2 | G1,
+    };
 
     fn run(iova: u64, size: u64, pgsize: u64) -> Run {
         Run { iova, size, pgsize }
@@ -227,7 +259,10 @@ mod tests {
     #[test]
     fn runs_stay_sorted() -> Result<(), AllocError> {
         let rec = record(&[run(8 * K4, K4, K4), run(0, K4, K4), run(4 * K4, K4, K4)])?;
-        assert_eq!(rec.runs(), &[run(0, K4, K4), run(4 * K4, K4, K4), run(8 * K4, K4, K4)]);
+        assert_eq!(
+            rec.runs(),
+            &[run(0, K4, K4), run(4 * K4, K4, K4), run(8 * K4, K4, K4)]
+        );
         Ok(())
     }
 
@@ -341,25 +376,46 @@ mod tests {
         assert_eq!(GEOMETRY.check_iova(0, 3 * K4, 1), bitmap);
         assert_eq!(GEOMETRY.check_iova(0, 2 * K4, 1), bitmap);
         assert_eq!(GEOMETRY.check_iova(0, K4, 0), Err((EINVAL, "pgcount is 0")));
-        assert_eq!(GEOMETRY.check_iova(K4, M2, 1), Err((EINVAL, "iova not aligned to pgsize")));
+        assert_eq!(
+            GEOMETRY.check_iova(K4, M2, 1),
+            Err((EINVAL, "iova not aligned to pgsize"))
+        );
         assert_eq!(GEOMETRY.check_paddr(K4, K4, K4), Ok(()));
-        assert_eq!(GEOMETRY.check_paddr(K4, M2, M2), Err((EINVAL, "paddr not aligned to pgsize")));
+        assert_eq!(
+            GEOMETRY.check_paddr(K4, M2, M2),
+            Err((EINVAL, "paddr not aligned to pgsize"))
+        );
     }
 
     #[test]
     fn geometry_overflow() {
-        assert_eq!(GEOMETRY.check_iova(0, G1, u64::MAX), Err((ERANGE, "size overflows")));
+        assert_eq!(
+            GEOMETRY.check_iova(0, G1, u64::MAX),
+            Err((ERANGE, "size overflows"))
+        );
         let top = u64::MAX - (K4 - 1); // aligned, but iova + size wraps
-        assert_eq!(GEOMETRY.check_iova(top, K4, 2), Err((ERANGE, "iova range beyond ias")));
-        assert_eq!(GEOMETRY.check_paddr(top, K4, 2 * K4), Err((ERANGE, "paddr range beyond oas")));
+        assert_eq!(
+            GEOMETRY.check_iova(top, K4, 2),
+            Err((ERANGE, "iova range beyond ias"))
+        );
+        assert_eq!(
+            GEOMETRY.check_paddr(top, K4, 2 * K4),
+            Err((ERANGE, "paddr range beyond oas"))
+        );
     }
 
     #[test]
     fn geometry_beyond_ias_and_oas() {
         let last = (1u64 << 48) - G1;
         assert_eq!(GEOMETRY.check_iova(last, G1, 1), Ok(G1)); // the last largest page fits
-        assert_eq!(GEOMETRY.check_iova(last, G1, 2), Err((ERANGE, "iova range beyond ias")));
-        assert_eq!(GEOMETRY.check_iova(1 << 48, K4, 1), Err((ERANGE, "iova range beyond ias")));
+        assert_eq!(
+            GEOMETRY.check_iova(last, G1, 2),
+            Err((ERANGE, "iova range beyond ias"))
+        );
+        assert_eq!(
+            GEOMETRY.check_iova(1 << 48, K4, 1),
+            Err((ERANGE, "iova range beyond ias"))
+        );
         assert_eq!(GEOMETRY.check_paddr((1 << 40) - K4, K4, K4), Ok(()));
         let beyond = Err((ERANGE, "paddr range beyond oas"));
         assert_eq!(GEOMETRY.check_paddr((1 << 40) - K4, K4, 2 * K4), beyond);

@@ -48,7 +48,12 @@ impl Entry {
     }
 
     /// Takes `[start, end)` and room in the record for `runs` more runs.
-    pub(crate) fn begin(&mut self, start: u64, end: u64, runs: usize) -> Result<InFlight, AllocError> {
+    pub(crate) fn begin(
+        &mut self,
+        start: u64,
+        end: u64,
+        runs: usize,
+    ) -> Result<InFlight, AllocError> {
         let slots = self.record.reserve(runs)?;
         if let Err(e) = self.busy.push((start, end), GFP_KERNEL) {
             self.record.release(slots);
@@ -77,7 +82,10 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) const fn new() -> Self {
-        Registry { next_id: 1, tables: KVec::new() }
+        Registry {
+            next_id: 1,
+            tables: KVec::new(),
+        }
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Entry> {
@@ -97,7 +105,11 @@ impl Registry {
     }
 
     /// Adds a table under the next id.
-    pub(crate) fn add(&mut self, table: Arc<Table>, geometry: Geometry) -> Result<&Entry, AllocError> {
+    pub(crate) fn add(
+        &mut self,
+        table: Arc<Table>,
+        geometry: Geometry,
+    ) -> Result<&Entry, AllocError> {
         let entry = Entry {
             id: self.next_id,
             table,
@@ -113,7 +125,11 @@ impl Registry {
     /// Takes a table out of the registry, unless a request is in flight on it.
     pub(crate) fn remove(&mut self, id: u64) -> Result<Entry, Refusal> {
         const NO_SUCH: Refusal = (ENOENT, "no such table");
-        let pos = self.tables.iter().position(|t| u64::from(t.id) == id).ok_or(NO_SUCH)?;
+        let pos = self
+            .tables
+            .iter()
+            .position(|t| u64::from(t.id) == id)
+            .ok_or(NO_SUCH)?;
         if !self.tables[pos].busy.is_empty() {
             return Err((EBUSY, "operation in flight"));
         }

@@ -44,13 +44,25 @@ pub(crate) struct UnmapRequest {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Request {
     Version,
-    Create { ias: u64, oas: u64, pgsizes: u64, quirks: u64 },
-    Destroy { id: u64 },
+    Create {
+        ias: u64,
+        oas: u64,
+        pgsizes: u64,
+        quirks: u64,
+    },
+    Destroy {
+        id: u64,
+    },
     List,
-    Info { id: u64 },
+    Info {
+        id: u64,
+    },
     Map(MapRequest),
     Unmap(UnmapRequest),
-    IovaToPhys { id: u64, iova: u64 },
+    IovaToPhys {
+        id: u64,
+        iova: u64,
+    },
     Trigger(Trigger),
 }
 
@@ -78,7 +90,10 @@ struct Key {
 }
 
 const fn number(name: &'static str) -> Key {
-    Key { name, kind: Kind::Number }
+    Key {
+        name,
+        kind: Kind::Number,
+    }
 }
 
 const ID: Key = number("id");
@@ -86,12 +101,18 @@ const IOVA: Key = number("iova");
 const PADDR: Key = number("paddr");
 const PGSIZE: Key = number("pgsize");
 const PGCOUNT: Key = number("pgcount");
-const PROT: Key = Key { name: "prot", kind: Kind::Prot };
+const PROT: Key = Key {
+    name: "prot",
+    kind: Kind::Prot,
+};
 const IAS: Key = number("ias");
 const OAS: Key = number("oas");
 const PGSIZES: Key = number("pgsizes");
 const QUIRKS: Key = number("quirks");
-const WHAT: Key = Key { name: "what", kind: Kind::Trigger };
+const WHAT: Key = Key {
+    name: "what",
+    kind: Kind::Trigger,
+};
 
 const MAP_KEYS: &[Key] = &[ID, IOVA, PADDR, PGSIZE, PGCOUNT, PROT];
 const UNMAP_KEYS: &[Key] = &[ID, IOVA, PGSIZE, PGCOUNT];
@@ -107,7 +128,12 @@ struct Verb {
 
 /// The grammar.
 const VERBS: &[Verb] = &[
-    Verb { name: "version", required: &[], optional: &[], build: |_| Some(Request::Version) },
+    Verb {
+        name: "version",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Version),
+    },
     Verb {
         name: "create",
         required: &[],
@@ -127,22 +153,52 @@ const VERBS: &[Verb] = &[
         optional: &[],
         build: |a| Some(Request::Destroy { id: a.number(ID)? }),
     },
-    Verb { name: "list", required: &[], optional: &[], build: |_| Some(Request::List) },
+    Verb {
+        name: "list",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::List),
+    },
     Verb {
         name: "info",
         required: &[ID],
         optional: &[],
         build: |a| Some(Request::Info { id: a.number(ID)? }),
     },
-    Verb { name: "map", required: MAP_KEYS, optional: &[], build: |a| a.map(true) },
-    Verb { name: "map_unchecked", required: MAP_KEYS, optional: &[], build: |a| a.map(false) },
-    Verb { name: "unmap", required: UNMAP_KEYS, optional: &[], build: |a| a.unmap(true) },
-    Verb { name: "unmap_unchecked", required: UNMAP_KEYS, optional: &[], build: |a| a.unmap(false) },
+    Verb {
+        name: "map",
+        required: MAP_KEYS,
+        optional: &[],
+        build: |a| a.map(true),
+    },
+    Verb {
+        name: "map_unchecked",
+        required: MAP_KEYS,
+        optional: &[],
+        build: |a| a.map(false),
+    },
+    Verb {
+        name: "unmap",
+        required: UNMAP_KEYS,
+        optional: &[],
+        build: |a| a.unmap(true),
+    },
+    Verb {
+        name: "unmap_unchecked",
+        required: UNMAP_KEYS,
+        optional: &[],
+        build: |a| a.unmap(false),
+    },
     Verb {
         name: "iova_to_phys",
         required: &[ID, IOVA],
         optional: &[],
-        build: |a| Some(Request::IovaToPhys { id: a.number(ID)?, iova: a.number(IOVA)? }),
+        build: |a| {
+            Some(Request::IovaToPhys {
+                id: a.number(ID)?,
+                iova: a.number(IOVA)?,
+            })
+        },
     },
     Verb {
         name: "trigger",
@@ -165,7 +221,10 @@ impl<'a> Args<'a> {
     }
 
     fn value(&self, key: Key) -> Option<&'a str> {
-        self.pairs().flatten().find(|(k, _)| *k == key.name).map(|(_, v)| v)
+        self.pairs()
+            .flatten()
+            .find(|(k, _)| *k == key.name)
+            .map(|(_, v)| v)
     }
 
     fn number(&self, key: Key) -> Option<u64> {
@@ -249,7 +308,10 @@ fn trigger(s: &str) -> Option<Trigger> {
 /// Parses one request line (trimmed, not empty); on failure says why.
 pub(crate) fn parse(line: &str) -> Result<Parsed, &'static str> {
     let name = line.split_ascii_whitespace().next().unwrap_or("");
-    let verb = VERBS.iter().find(|v| v.name == name).ok_or("unknown verb")?;
+    let verb = VERBS
+        .iter()
+        .find(|v| v.name == name)
+        .ok_or("unknown verb")?;
     let args = Args { line };
     for (i, pair) in args.pairs().enumerate() {
         let (key, value) = pair.ok_or("expected key=value")?;
@@ -271,5 +333,8 @@ pub(crate) fn parse(line: &str) -> Result<Parsed, &'static str> {
         return Err("missing key");
     }
     let request = (verb.build)(&args).ok_or("missing key")?;
-    Ok(Parsed { verb: verb.name, request })
+    Ok(Parsed {
+        verb: verb.name,
+        request,
+    })
 }

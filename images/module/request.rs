@@ -3,7 +3,7 @@
 //! The request grammar: one table of verbs, each with the keys it requires and accepts and the
 //! typed [`Request`] it builds. The grammar itself is documented at the top of `iopt_hil.rs`.
 
-use kernel::iommu::pgtable::prot;
+use kernel::{iommu::pgtable::prot, prelude::kunit_tests};
 
 /// Bumped whenever the request grammar changes; the host client checks it.
 pub(crate) const PROTOCOL: u32 = 2;
@@ -337,4 +337,120 @@ pub(crate) fn parse(line: &str) -> Result<Parsed, &'static str> {
         verb: verb.name,
         request,
     })
+}
+
+#[kunit_tests(iopt_hil_request)]
+mod tests {
+    use super::*;
+
+    fn request(line: &str) -> Option<Request> {
+        parse(line).ok().map(|p| p.request)
+    }
+
+    fn why(line: &str) -> &'static str {
+        parse(line).err().unwrap_or("")
+    }
+
+    #[test]
+    fn every_verb_parses() {
+        assert_eq!(request("version"), Some(Request::Version));
+        assert_eq!(request("list"), Some(Request::List));
+        assert_eq!(request("destroy id=3"), Some(Request::Destroy { id: 3 }));
+        assert_eq!(request("info id=0x10"), Some(Request::Info { id: 16 }));
+        assert_eq!(
+            request("iova_to_phys id=1 iova=0x102a"),
+            Some(Request::IovaToPhys {
+                id: 1,
+                iova: 0x102a
+            })
+        );
+        assert_eq!(
+            request("trigger what=hang"),
+            Some(Request::Trigger(Trigger::Hang))
+        );
+        assert!(
+            parse("map_unchecked id=1 iova=0 paddr=0 pgsize=4096 pgcount=1 prot=read")
+                .map_or(false, |p| p.verb == "map_unchecked")
+        );
+    }
+
+    #[test]
+    fn create_defaults_and_overrides() {
+        let defaults = Request::Create {
+            ias: 48,
+            oas: 48,
+            pgsizes: 0x4020_1000,
+            quirks: 0,
+        };
+        assert_eq!(request("create"), Some(defaults));
+        let small = Request::Create {
+            ias: 32,
+            oas: 40,
+            pgsizes: 0x4020_1000,
+            quirks: 0x200,
+        };
+        assert_eq!(request("create oas=40 quirks=0x200 ias=32"), Some(small));
+    }
+
+    #[test]
+    fn map_and_unmap_are_typed() {
+        let map = MapRequest {
+            id: 2,
+            iova: 0x20_0000,
+            paddr: 0x4000_0000,
+            pgsize: 0x1000,
+            pgcount: 512,
+            prot: u64::from(prot::READ | prot::CACHE),
+            checked: true,
+        };
+        let line =
+            "map id=2 iova=0x200000 paddr=0x40000000 pgsize=4096 pgcount=512 prot=read|cache";
+        assert_eq!(request(line), Some(Request::Map(map)));
+        let unmap = UnmapRequest {
+            id: 2,
+            iova: 0,
+            pgsize: 0x20_0000,
+            pgcount: 1,
+            checked: false,
+        };
+        let line = "unmap_unchecked pgcount=1 pgsize=0x200000 iova=0 id=2";
+        assert_eq!(request(line), Some(Request::Unmap(unmap)));
+    }
+
+    #[test]
+    fn prot_names_and_numbers() {
+        assert_eq!(parse_prot("none"), Some(0));
+        assert_eq!(
+            parse_prot("read|write|noexec"),
+            Some(u64::from(prot::READ | prot::WRITE | prot::NOEXEC))
+        );
+        assert_eq!(parse_prot("0x3"), Some(3));
+        assert_eq!(
+            parse_prot("mmio|priv"),
+            Some(u64::from(prot::MMIO | prot::PRIVILEGED))
+        );
+        assert_eq!(parse_prot("read|exec"), None);
+        assert_eq!(parse_num("0x"), None);
+        assert_eq!(parse_num("-1"), None);
+    }
+
+    #[test]
+    fn parse_errors_say_why() {
+        assert_eq!(why("frobnicate id=1"), "unknown verb");
+        assert_eq!(why("destroy 1"), "expected key=value");
+        assert_eq!(why("destroy id=1 iova=0"), "key not accepted by this verb");
+        assert_eq!(why("version id=1"), "key not accepted by this verb");
+        assert_eq!(why("destroy id=1 id=2"), "key given twice");
+        assert_eq!(why("destroy id=one"), "bad value");
+        assert_eq!(why("trigger what=oops"), "bad value");
+        assert_eq!(
+            why("map id=1 iova=0 paddr=0 pgsize=4096 pgcount=1 prot=rw"),
+            "bad value"
+        );
+        assert_eq!(why("unmap id=1 iova=0 pgsize=4096"), "missing key");
+        assert_eq!(why("info"), "missing key");
+        // The first bad word decides, in line order.
+        assert_eq!(why("destroy id=x id=1 bogus"), "bad value");
+        assert_eq!(why("destroy bogus id=x"), "expected key=value");
+    }
 }

@@ -181,10 +181,12 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
             Err(_) => return writeln!(out, "ret=-12 src=module"),
         }
     };
-    // SAFETY: for `map`, the checks above found nothing recorded in the range, and the range is
+    // SAFETY: for `map`, the checks above found nothing recorded in the range (the record holds
+    // every mapping made here: room to record one is taken before the call), and the range is
     // busy until the record is updated, so no other checked request (nor `iova_to_phys`)
-    // touches it meanwhile. `map_unchecked` skips these checks to break the contract on
-    // purpose: io-pgtable-arm detects a map over a mapping and fails with -EEXIST.
+    // touches it meanwhile. No device ever walks the table, so any paddr may be mapped.
+    // `map_unchecked` skips these checks to break the contract on purpose: io-pgtable-arm
+    // detects a map over a mapping and fails with -EEXIST.
     let (mapped, res) = unsafe {
         table.pgt.map_pages(
             m.iova as usize,
@@ -308,7 +310,8 @@ fn iova_to_phys(tables: &Mutex<Registry>, id: u64, iova: u64, out: &mut Out) -> 
     };
     let ops = table.pgt.raw_ops();
     // SAFETY: `ops` belongs to the table, which `table` keeps alive. The walk only reads the
-    // table; `iova` is busy meanwhile, so no checked unmap can free the tables it walks.
+    // table; `iova` is busy meanwhile, so no checked unmap can free the tables it walks (an
+    // `_unchecked` request ignores busy ranges, which is what those requests are for).
     let phys = unsafe { (*ops).iova_to_phys.map(|f| f(ops, iova as usize)) };
     let mut reg = tables.lock();
     if let Some(e) = reg.get_mut(id) {

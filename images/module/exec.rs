@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Runs the table requests: the only place that calls into io-pgtable.
+//!
+//! `src=check` replies mean this module refused a request before calling io-pgtable, because it
+//! would break the Rust contract of `map_pages`/`unmap_pages` (or reach a C error path that
+//! WARNs). The `_unchecked` requests skip those checks on purpose, so that tests can provoke
+//! the C error paths; they still keep the record up to date.
+
+use crate::{
+    record::{Geometry, Run},
+    registry::{Registry, Table},
+    request::{MapRequest, Request, UnmapRequest, PROTOCOL},
+    Out, State,
+};
+use core::fmt::{Result as FmtResult, Write};
+use kernel::{
+    device::{Bound, Device},
+    iommu::pgtable::{prot, Config, IoPageTable, ARM64LPAES1},
+    prelude::*,
+    sync::{Arc, Mutex},
+};
+
+const QUIRK_ARM_NS: usize = 1 << 0;
+const QUIRK_ARM_HD: usize = 1 << 7;
+const QUIRK_NO_WARN: usize = 1 << 9;
+
+/// Runs one request and writes its reply.
+pub(crate) fn execute(state: &State, request: &Request, out: &mut Out) -> FmtResult {
+    let tables = &state.tables;
+    match request {
+        Request::Version => writeln!(out, "ret=0 protocol={}", PROTOCOL),
+        Request::Create {
+            ias,
+            oas,
+            pgsizes,
+            quirks,
+        } => create(state.dev, tables, *ias, *oas, *pgsizes, *quirks, out),
+        Request::Destroy { id } => {
+            let entry = match tables.lock().remove(*id) {
+                Ok(entry) => entry,
+                Err((err, why)) => return refuse(out, err, why),
+            };
+            // The table is freed outside the lock.
+            drop(entry);
+            writeln!(out, "ret=0")
+        }
+        Request::List => {
+            let reg = tables.lock();
+            write!(out, "ret=0 ids=")?;
+            for (i, id) in reg.ids().enumerate() {
+                write!(out, "{}{}", if i == 0 { "" } else { "," }, id)?;
+            }
+            writeln!(out)
+        }
+        Request::Info { id } => match tables.lock().get(*id) {
+            Some(e) => {
+                write!(out, "ret=0 ")?;
+                describe(e.id, &e.table, e.geometry, out)
+            }
+            None => refuse(out, ENOENT, "no such table"),
+        },
+        Request::Map(m) => map(tables, m, out),
+        Request::Unmap(u) => unmap(tables, u, out),
+        Request::IovaToPhys { id, iova } => iova_to_phys(tables, *id, *iova, out),
+        Request::Trigger(what) => crate::trigger(state, *what, out),
+    }
+}
+
+fn refuse(out: &mut Out, err: Error, why: &str) -> FmtResult {
+    writeln!(out, "ret={} src=check why=\"{}\"", err.to_errno(), why)
+}
+
+fn describe(id: u32, table: &Table, g: Geometry, out: &mut Out) -> FmtResult {
+    // SAFETY: the table is never handed to a device, so no device uses it when it is dropped.
+    let ttbr = unsafe { table.pgt.ttbr() };
+    writeln!(
+        out,
+        "id={} fmt=arm64-lpae-s1 ttbr={:#x} mair={:#x} ias={} oas={} pgsizes={:#x}",
+        id,
+        ttbr,
+        table.pgt.mair(),
+        g.ias,
+        g.oas,
+        g.pgsizes
+    )
+}
+
+fn create(
+    dev: &'static Device<Bound>,
+    tables: &Mutex<Registry>,
+    ias: u64,
+    oas: u64,
+    pgsizes: u64,
+    quirks: u64,
+    out: &mut Out,
+) -> FmtResult {
+    let quirks = quirks as usize;
+    if !(12..=48).contains(&ias) || !(12..=48).contains(&oas) {
+        return refuse(out, EINVAL, "ias and oas must be 12..=48");
+    }
+    if quirks & !(QUIRK_ARM_NS | QUIRK_ARM_HD | QUIRK_NO_WARN) != 0 {
+        return refuse(out, EINVAL, "unsupported quirk");
+    }
+    if pgsizes == 0 {
+        return refuse(out, EINVAL, "empty pgsize bitmap");
+    }
+    let cfg = Config {
+        quirks,
+        pgsize_bitmap: pgsizes as usize,
+        ias: ias as u32,
+        oas: oas as u32,
+        coherent_walk: true,
+    };
+    let pgt = match IoPageTable::<ARM64LPAES1>::new(dev, cfg) {
+        Ok(p) => p,
+        Err(e) => return writeln!(out, "ret={} src=pgtable", e.to_errno()),
+    };
+    // SAFETY: `raw_cfg` points into the table `pgt` owns, which nothing else can reach yet.
+    // io-pgtable narrowed the bitmap to what the format supports when it created the table.
+    let effective = unsafe { (*pgt.raw_cfg()).pgsize_bitmap } as u64;
+    let table = match Arc::new(Table { pgt }, GFP_KERNEL) {
+        Ok(t) => t,
+        Err(_) => return writeln!(out, "ret=-12 src=module"),
+    };
+    let geometry = Geometry {
+        ias: ias as u32,
+        oas: oas as u32,
+        pgsizes: effective,
+    };
+    let mut reg = tables.lock();
+    if reg.full() {
+        return refuse(out, ENOSPC, "too many tables");
+    }
+    match reg.add(table, geometry) {
+        Ok(e) => {
+            write!(out, "ret=0 ")?;
+            describe(e.id, &e.table, e.geometry, out)
+        }
+        Err(_) => writeln!(out, "ret=-12 src=module"),
+    }
+}
+
+/// The prot bits `map_pages` knows.
+const KNOWN_PROT: u64 =
+    (prot::READ | prot::WRITE | prot::CACHE | prot::NOEXEC | prot::MMIO | prot::PRIVILEGED) as u64;
+
+fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
+    let size = m.pgsize.wrapping_mul(m.pgcount);
+    let end = m.iova.wrapping_add(size);
+    let (table, op) = {
+        let mut reg = tables.lock();
+        let Some(e) = reg.get_mut(m.id) else {
+            return refuse(out, ENOENT, "no such table");
+        };
+        if m.checked {
+            let checks = e
+                .geometry
+                .check_iova(m.iova, m.pgsize, m.pgcount)
+                .and_then(|size| e.geometry.check_paddr(m.paddr, m.pgsize, size));
+            if let Err((err, why)) = checks {
+                return refuse(out, err, why);
+            }
+            if m.prot & !KNOWN_PROT != 0 {
+                return refuse(out, EINVAL, "unknown prot bits");
+            }
+            if m.prot & u64::from(prot::READ | prot::WRITE) == 0 {
+                return refuse(out, EINVAL, "prot has neither read nor write");
+            }
+            if e.record.overlaps(m.iova, end) {
+                return refuse(out, EEXIST, "overlaps an existing mapping");
+            }
+            if e.busy(m.iova, end) {
+                return refuse(out, EBUSY, "overlaps an operation in flight");
+            }
+        }
+        // Room for the run this map records, taken now: once io-pgtable has mapped something,
+        // recording it must not fail.
+        match e.begin(m.iova, end, 1) {
+            Ok(op) => (e.table.clone(), op),
+            Err(_) => return writeln!(out, "ret=-12 src=module"),
+        }
+    };
+    // SAFETY: for `map`, the checks above found nothing recorded in the range (the record holds
+    // every mapping made here: room to record one is taken before the call), and the range is
+    // busy until the record is updated, so no other checked request (nor `iova_to_phys`)
+    // touches it meanwhile. No device ever walks the table, so any paddr may be mapped.
+    // `map_unchecked` skips these checks to break the contract on purpose: io-pgtable-arm
+    // detects a map over a mapping and fails with -EEXIST.
+    let (mapped, res) = unsafe {
+        table.pgt.map_pages(
+            m.iova as usize,
+            m.paddr,
+            m.pgsize as usize,
+            m.pgcount as usize,
+            m.prot as u32,
+            GFP_KERNEL,
+        )
+    };
+    let ret = match res {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    };
+    let mut reg = tables.lock();
+    // The entry is still there: `destroy` refuses while a range is busy.
+    if let Some(e) = reg.get_mut(m.id) {
+        let slots = e.finish(op);
+        if mapped == 0 {
+            e.record.release(slots);
+        } else if e
+            .record
+            .insert(
+                slots,
+                Run {
+                    iova: m.iova,
+                    size: mapped as u64,
+                    pgsize: m.pgsize,
+                },
+            )
+            .is_err()
+        {
+            // Cannot happen: the slot taken above holds room for the run.
+            return writeln!(
+                out,
+                "ret=-12 src=module mapped={:#x} why=\"record out of memory\"",
+                mapped
+            );
+        }
+    }
+    writeln!(out, "ret={} src=pgtable mapped={:#x}", ret, mapped)
+}
+
+fn unmap(tables: &Mutex<Registry>, u: &UnmapRequest, out: &mut Out) -> FmtResult {
+    let size = u.pgsize.wrapping_mul(u.pgcount);
+    let end = u.iova.wrapping_add(size);
+    let (table, op) = {
+        let mut reg = tables.lock();
+        let Some(e) = reg.get_mut(u.id) else {
+            return refuse(out, ENOENT, "no such table");
+        };
+        if u.checked {
+            if let Err((err, why)) = e.geometry.check_iova(u.iova, u.pgsize, u.pgcount) {
+                return refuse(out, err, why);
+            }
+            if e.busy(u.iova, end) {
+                return refuse(out, EBUSY, "overlaps an operation in flight");
+            }
+            if !e.record.tiled(u.iova, end, u.pgsize) {
+                return refuse(
+                    out,
+                    ENOENT,
+                    "range is not exactly covered by mappings of pgsize or smaller",
+                );
+            }
+        }
+        // Room for the runs forgetting may split, taken now: once io-pgtable has unmapped
+        // something, forgetting it must not fail.
+        let runs = e.record.forget_slots(u.iova);
+        match e.begin(u.iova, end, runs) {
+            Ok(op) => (e.table.clone(), op),
+            Err(_) => return writeln!(out, "ret=-12 src=module"),
+        }
+    };
+    // SAFETY: for `unmap`, the record shows the range exactly covered by earlier mappings (of
+    // leaves no larger than pgsize), and the range is busy until the record is updated, so no
+    // other checked request (nor `iova_to_phys`) touches it meanwhile. `unmap_unchecked` skips
+    // these checks to break the contract on purpose.
+    let unmapped = unsafe {
+        table
+            .pgt
+            .unmap_pages(u.iova as usize, u.pgsize as usize, u.pgcount as usize)
+    };
+    let mut reg = tables.lock();
+    // The entry is still there: `destroy` refuses while a range is busy.
+    if let Some(e) = reg.get_mut(u.id) {
+        let slots = e.finish(op);
+        if unmapped == 0 {
+            e.record.release(slots);
+        } else if e
+            .record
+            .forget(slots, u.iova, u.iova.wrapping_add(unmapped as u64))
+            .is_err()
+        {
+            // Only if an unchecked request changed the record meanwhile and memory ran out; the
+            // record still holds the range, so checked maps keep away from it.
+            return writeln!(
+                out,
+                "ret=-12 src=module unmapped={:#x} why=\"record out of memory\"",
+                unmapped
+            );
+        }
+    }
+    writeln!(out, "ret=0 src=pgtable unmapped={:#x}", unmapped)
+}
+
+fn iova_to_phys(tables: &Mutex<Registry>, id: u64, iova: u64, out: &mut Out) -> FmtResult {
+    let end = iova.saturating_add(1);
+    let (table, op) = {
+        let mut reg = tables.lock();
+        let Some(e) = reg.get_mut(id) else {
+            return refuse(out, ENOENT, "no such table");
+        };
+        if e.busy(iova, end) {
+            return refuse(out, EBUSY, "overlaps an operation in flight");
+        }
+        match e.begin(iova, end, 0) {
+            Ok(op) => (e.table.clone(), op),
+            Err(_) => return writeln!(out, "ret=-12 src=module"),
+        }
+    };
+    let ops = table.pgt.raw_ops();
+    // SAFETY: `ops` belongs to the table, which `table` keeps alive. The walk only reads the
+    // table; `iova` is busy meanwhile, so no checked unmap can free the tables it walks (an
+    // `_unchecked` request ignores busy ranges, which is what those requests are for).
+    let phys = unsafe { (*ops).iova_to_phys.map(|f| f(ops, iova as usize)) };
+    let mut reg = tables.lock();
+    if let Some(e) = reg.get_mut(id) {
+        let slots = e.finish(op);
+        e.record.release(slots);
+    }
+    drop(reg);
+    match phys {
+        Some(phys) => writeln!(out, "ret=0 phys={:#x}", phys),
+        None => refuse(out, EOPNOTSUPP, "no iova_to_phys"),
+    }
+}

@@ -16,7 +16,7 @@ use crate::{
 use core::fmt::{Result as FmtResult, Write};
 use kernel::{
     device::{Bound, Device},
-    iommu::pgtable::{prot, Config, IoPageTable, ARM64LPAES1},
+    iommu::pgtable::{prot, Config},
     prelude::*,
     sync::{Arc, Mutex},
 };
@@ -112,7 +112,7 @@ fn create(
         oas: oas as u32,
         coherent_walk: true,
     };
-    let pgt = match IoPageTable::<ARM64LPAES1>::new(dev, cfg) {
+    let pgt = match crate::shim::new_table(dev, cfg) {
         Ok(p) => p,
         Err(e) => return writeln!(out, "ret={} src=pgtable", e.to_errno()),
     };
@@ -321,6 +321,6 @@ fn iova_to_phys(tables: &Mutex<Registry>, id: u64, iova: u64, out: &mut Out) -> 
     drop(reg);
     match phys {
         Some(phys) => writeln!(out, "ret=0 phys={:#x}", phys),
-        None => refuse(out, EOPNOTSUPP, "no iova_to_phys"),
+        None => refuse(out, crate::shim::eopnotsupp(), "no iova_to_phys"),
     }
 }

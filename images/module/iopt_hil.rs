@@ -37,20 +37,23 @@
 //! typed requests); `exec.rs` runs requests and is the only caller of io-pgtable;
 //! `registry.rs` holds the tables, their ids and the ranges in flight; `record.rs` is the
 //! mapping record and geometry checks, pure code with its own KUnit suite (`iopt_hil_record`),
-//! which runs whenever the module is loaded.
+//! which runs whenever the module is loaded; `shim.rs` is everything that differs between the
+//! kernel versions the module builds against (the io_pgtable API generation and a few kernel
+//! APIs), selected by `--cfg` flags from the harness's probe of the tree.
 
 mod exec;
 mod record;
 mod registry;
 mod request;
+mod shim;
 
 use core::fmt::Write;
 use kernel::{
     debugfs::{Dir, File},
     device::{Bound, Device},
-    faux, new_mutex, new_spinlock_irq,
+    faux, new_mutex,
     prelude::*,
-    sync::{Mutex, SpinLockIrq},
+    sync::Mutex,
     uaccess::UserSliceReader,
 };
 use registry::Registry;
@@ -78,7 +81,7 @@ pub(crate) struct State {
     #[pin]
     replies: Mutex<Replies>,
     #[pin]
-    spin: SpinLockIrq<(u64,)>,
+    spin: shim::HangLock<(u64,)>,
 }
 
 struct IoptHil {
@@ -91,8 +94,7 @@ struct IoptHil {
 impl kernel::Module for IoptHil {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let reg = KBox::new(faux::Registration::new(c"iopt_hil", None)?, GFP_KERNEL)?;
-        let fdev: &faux::Device<Bound> = (*reg).as_ref();
-        let devref: &Device<Bound> = fdev.as_ref();
+        let devref: &Device<Bound> = shim::bound_device(&reg);
         // SAFETY: the registration is boxed (stable address) and, by field order, outlives the
         // debugfs file that owns every table borrowing the device.
         let dev: &'static Device<Bound> = unsafe { &*(devref as *const Device<Bound>) };
@@ -101,7 +103,7 @@ impl kernel::Module for IoptHil {
             dev,
             tables <- new_mutex!(Registry::new()),
             replies <- new_mutex!(Replies(KVec::new())),
-            spin <- new_spinlock_irq!((0,)),
+            spin <- crate::new_hang_lock!((0,)),
         });
         let ctl = KBox::pin_init(
             dir.read_write_callback_file(c"ctl", state, &show_reply, &run_batch),
@@ -117,7 +119,7 @@ impl kernel::Module for IoptHil {
 }
 
 fn tgid() -> i32 {
-    kernel::current!().tgid()
+    shim::current_tgid()
 }
 
 fn show_reply(state: &State, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -9,7 +9,6 @@
 use crate::record::{overlaps, Geometry, Record, Refusal, Slots};
 use kernel::{
     alloc::AllocError,
-    iommu::pgtable::{IoPageTable, ARM64LPAES1},
     prelude::*,
     sync::Arc,
 };
@@ -19,7 +18,7 @@ const MAX_TABLES: usize = 256;
 
 /// A page table; shared so that a request can use it without holding the registry lock.
 pub(crate) struct Table {
-    pub(crate) pgt: IoPageTable<'static, ARM64LPAES1>,
+    pub(crate) pgt: crate::shim::Pgtable,
 }
 
 /// One table of the registry.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..build.cachedir import cache_root
+from ..build.kbuild import module_sources
 from ..resources import checkout
 from .options import SuiteOptions
 from .suite_run import build_revision, run_suite
@@ -20,8 +21,7 @@ from ..build.worktree import PrivateWorktree, Revision
 
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
 # The code under test: a build failure here is the bug being bisected, not noise.
-UNDER_TEST = ("rust/kernel/iommu/", "drivers/iommu/io-pgtable", "include/linux/io-pgtable",
-              "/module/iopt_hil.rs")
+UNDER_TEST = ("rust/kernel/iommu/", "drivers/iommu/io-pgtable", "include/linux/io-pgtable")
 _C_ERROR = re.compile(r"^(?P<path>[^\s:][^:]*):\d+:\d+: (?:fatal )?error:", re.M)
 _RUST_LEVEL = re.compile(r"^(error|warning)(\[\w+\])?:")
 _RUST_AT = re.compile(r"^\s*--> (?P<path>[^:]+):\d+:\d+")
@@ -47,13 +47,20 @@ def error_paths(log: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def in_module(path: str) -> bool:
+    """Our test module's sources: rustc names them bare (`request.rs`) when kbuild builds M=."""
+    names = {src.name for src in module_sources()}
+    head, _, name = path.rpartition("/")
+    return name in names and (not head or head.endswith("/module"))
+
+
 def classify_build_failure(log: str, policy: str = "auto",
                            under_test: tuple[str, ...] = UNDER_TEST) -> StepResult:
     """auto: bad if an error points into the code under test, else skip; or always skip/bad."""
     if policy in ("skip", "bad"):
         return StepResult(SKIP if policy == "skip" else BAD, f"build failed (--build-failure {policy})")
     paths = error_paths(log)
-    hits = [p for p in paths if any(marker in p for marker in under_test)]
+    hits = [p for p in paths if any(marker in p for marker in under_test) or in_module(p)]
     if hits:
         return StepResult(BAD, f"build fails in the code under test: {', '.join(hits[:5])}")
     where = ", ".join(paths[:5]) or "no compiler error location (link or config step)"

@@ -43,3 +43,20 @@ def test_failure_elsewhere_or_without_location_is_skipped():
 def test_policy_overrides():
     assert classify_build_failure(RUST_LOG, "skip").status == SKIP
     assert classify_build_failure(C_LOG, "bad").status == BAD
+
+
+MODULE_LOG = """\
+  RUSTC [M] iopt_hil.o
+error[E0599]: no method named `tgid` found for reference `&Task` in the current scope
+   --> shim.rs:64:27
+error: aborting due to 1 previous error
+"""
+
+
+def test_failure_in_any_file_of_the_test_module_is_bad():
+    """rustc names the module's files bare when kbuild builds it with M=: every one of them
+    counts, not only the crate root; a same-named file elsewhere in the tree does not."""
+    for name in ("shim.rs", "request.rs", "iopt_hil.rs"):
+        assert classify_build_failure(MODULE_LOG.replace("shim.rs", name)).status == BAD
+        assert classify_build_failure(MODULE_LOG.replace("shim.rs", f"/c/b/module/{name}")).status == BAD
+    assert classify_build_failure(MODULE_LOG.replace("shim.rs", "rust/kernel/request.rs")).status == SKIP

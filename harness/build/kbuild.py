@@ -115,7 +115,7 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                 _configure(step, make, out, bdir, texts, frag_digest, progress)
                 progress(f"kernel build {key}: make Image modules (log: {log})")
                 step("kernel", make + ["Image", "modules"])
-                _sync_module(moddir)
+                sync_module(moddir)
                 progress("kernel build: test module")
                 try:
                     step("module", make + [f"M={moddir}", f"IOPT_HIL_RUSTFLAGS={api.rustflags()}", "modules"])
@@ -154,13 +154,18 @@ def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Pat
     marker.write_text(frag_digest)
 
 
-def _sync_module(moddir: Path) -> None:
+def sync_module(moddir: Path) -> None:
     """Copy the module sources, touching only files whose content changed (kbuild uses mtimes)."""
     moddir.mkdir(parents=True, exist_ok=True)
-    for src in module_sources():
+    sources = module_sources()
+    for src in sources:
         dst = moddir / src.name
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             shutil.copyfile(src, dst)
+    names = {src.name for src in sources}
+    for stale in moddir.glob("*.rs"):  # a source file removed from the module is gone here too
+        if stale.name not in names:
+            stale.unlink()
 
 
 def _tail(log: Path, lines: int = 40) -> str:

@@ -24,3 +24,17 @@ def test_shipped_base_fragment_asks_for_the_essentials():
                 "CONFIG_DEBUG_FS", "CONFIG_MODULES", "CONFIG_VIRTIO_NET"):
         assert base[sym] == "y"
     assert base["CONFIG_MODVERSIONS"] is None
+
+
+def test_module_sync_copies_changes_and_removes_deleted_sources(tmp_path):
+    from harness.build.kbuild import module_sources, sync_module
+
+    moddir = tmp_path / "module"
+    moddir.mkdir()
+    (moddir / "gone.rs").write_text("// a file the module no longer has\n")
+    sync_module(moddir)
+    assert sorted(p.name for p in moddir.iterdir()) == sorted(p.name for p in module_sources())
+    kept = moddir / "iopt_hil.rs"
+    mtime = kept.stat().st_mtime_ns
+    sync_module(moddir)
+    assert kept.stat().st_mtime_ns == mtime  # unchanged files keep their mtime (kbuild)

@@ -15,6 +15,7 @@ from typing import IO, Any, Sequence
 
 from ..errors import ToolchainError
 from .cachedir import locked
+from .progress import DEBOOTSTRAP_STEP, LogMonitor, OnSteps, periodic_lines
 from .toolchain import Bind, ToolchainInfo, chroot_argv, run_logged
 
 SUITE = "trixie"
@@ -26,6 +27,8 @@ PACKAGES = (
 BACKPORTS = ["linux-source-7.3/trixie-backports"]
 RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", "linux-source-7.3")
 STAMP = "iopt-hil-stamp.json"
+# debootstrap + apt step lines of one build root creation (counted in root.log, Nov 2026).
+ROOT_STEPS = 891
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
 
@@ -62,10 +65,12 @@ class BuildRoot:
     def ready(self) -> bool:
         return (self.path / STAMP).exists()
 
-    def ensure(self, progress: Any = print) -> "BuildRoot":
+    def ensure(self, progress: Any = print, on_steps: OnSteps | None = None) -> "BuildRoot":
+        """Create the root if it is missing; `on_steps` sees that live (default: a line every
+        15 s through `progress`)."""
         with locked(self.cache / "root.lock"):
             if not self.ready:
-                self._create(progress)
+                self._create(progress, on_steps or periodic_lines(progress))
         self.info = ToolchainInfo("buildroot-trixie", self.versions())
         return self
 
@@ -83,7 +88,7 @@ class BuildRoot:
         return run_logged(self.argv(argv, binds, cwd), stdout=stdout, check=check,
                           timeout=timeout)
 
-    def _create(self, progress: Any) -> None:
+    def _create(self, progress: Any, on_steps: OnSteps) -> None:
         if shutil.which("debootstrap") is None:
             raise ToolchainError("debootstrap is not installed on the host "
                                  "(`apt-get install debootstrap`, or run ./iopt-hil which does)")
@@ -94,7 +99,9 @@ class BuildRoot:
         started = time.monotonic()
         progress(f"build root: debootstrap {SUITE} into {tmp} (about 30 s)")
         log = self.cache / "root.log"
-        with open(log, "wb") as out:
+        log.unlink(missing_ok=True)  # the monitor must not count the last creation's lines
+        with open(log, "wb") as out, LogMonitor(log, DEBOOTSTRAP_STEP, "build root", ROOT_STEPS,
+                                                on_steps):
             run_logged(["debootstrap", "--variant=minbase", SUITE, str(tmp), MIRROR], stdout=out)
             (tmp / "etc/apt/sources.list").write_text(
                 f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {SUITE}-backports main\n")

@@ -12,6 +12,7 @@ from . import kbuild
 from .buildroot import BuildRoot
 from .cachedir import cache_root
 from .kbuild import KernelBuild
+from .progress import OnSteps
 from .toolchain import HostToolchain, Toolchain
 from .tree import default_tree, user_tree, validate
 
@@ -32,9 +33,12 @@ class Prepared:
     build: KernelBuild
 
 
-def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
+def prepare(request: BuildRequest, progress: Progress = print,
+            on_steps: OnSteps | None = None) -> Prepared:
+    """`progress` gets messages; `on_steps` the live step counts of the build root creation
+    and the kernel build (default: one line every 15 s through `progress`)."""
     cache = request.cache or cache_root()
-    root = BuildRoot(cache).ensure(progress)  # QEMU and guest packages come from here too
+    root = BuildRoot(cache).ensure(progress, on_steps)  # QEMU and guest packages come from here too
     toolchain: Toolchain = HostToolchain() if request.toolchain == "host" else root
     if request.tree is None:
         tree = default_tree(root)
@@ -43,7 +47,8 @@ def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
     else:
         tree = user_tree(request.tree)
         source = ""
-    build = kbuild.build(tree, list(request.fragments), toolchain, cache, progress, source)
+    build = kbuild.build(tree, list(request.fragments), toolchain, cache, progress, source,
+                         on_steps=on_steps)
     progress(f"kernel {build.release} from {build.identity.describe()} "
              f"({'rebuilt' if build.rebuilt else 'cached'}, {build.seconds:.1f} s)")
     return Prepared(root, build)

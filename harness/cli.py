@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn)
+
 from .build.buildroot import remove_tree
 from .build.cachedir import cache_root
 from .build.pipeline import BuildRequest, Prepared, prepare
+from .build.progress import OnSteps, StepProgress, clock
 from .errors import HarnessError
 from .guest.machine import Machine, sweep_stale
 from .resources import checkout, results_default, suite_dir
@@ -26,6 +30,33 @@ def _request(args: argparse.Namespace) -> BuildRequest:
     return BuildRequest(tree=args.tree, toolchain=args.toolchain, fragments=tuple(args.kconfig))
 
 
+class TerminalBar:
+    """Long steps as a rich progress bar: steps done of those expected, elapsed, time left.
+    Only on a terminal; elsewhere the build prints one plain line every 15 s instead."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tuple[Progress, TaskID]] = {}
+
+    def __call__(self, p: StepProgress) -> None:
+        if p.phase not in self._bars:
+            bar = Progress(TextColumn("\\[iopt-hil] {task.description}"), BarColumn(),
+                           MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[left]}"))
+            bar.start()
+            self._bars[p.phase] = (bar, bar.add_task(p.phase, total=p.total, left=""))
+        bar, task = self._bars[p.phase]
+        left = f"about {clock(p.eta)} left" if p.eta is not None else ""
+        bar.update(task, completed=p.done, total=p.done if p.finished else p.total, left=left)
+        if p.finished:
+            bar.stop()
+            del self._bars[p.phase]
+
+
+def _prepare(args: argparse.Namespace) -> Prepared:
+    """The build with live progress: a bar on a terminal, plain periodic lines otherwise."""
+    on_steps: OnSteps | None = TerminalBar() if sys.stdout.isatty() else None
+    return prepare(_request(args), log, on_steps)
+
+
 def _plugin_args(args: argparse.Namespace) -> list[str]:
     return build_args(args.tree, args.toolchain, args.kconfig)
 
@@ -35,7 +66,7 @@ def _rootdir() -> Path:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    build = prepare(_request(args), log).build
+    build = _prepare(args).build
     for key, value in build.provenance().items():
         print(f"{key}: {value}")
     print(f"Image: {build.image}\nvmlinux: {build.vmlinux}\nmodule: {build.module}\nlog: {build.log}")
@@ -53,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     results = _results(args, results_default())  # refuse a bad --results before building
-    prepared = prepare(_request(args), log)  # build up front, with progress, before pytest
+    prepared = _prepare(args)  # build up front, with progress, before pytest
     results.mkdir(parents=True, exist_ok=True)
     for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
         (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones
@@ -83,7 +114,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    prepared = prepare(_request(args), log)
+    prepared = _prepare(args)
     with Machine(prepared.build, prepared.root, progress=log) as machine:
         ssh = machine.require_ssh()
         assert machine.info is not None

@@ -17,6 +17,9 @@ HarnessError
 """
 from __future__ import annotations
 
+import shlex
+from typing import Sequence
+
 
 class HarnessError(Exception):
     """Root of every error the harness raises on purpose."""
@@ -52,8 +55,22 @@ class ImageError(HarnessError):
 
 
 class MachineError(HarnessError):
-    def __init__(self, message: str, console_tail: str = "") -> None:
-        super().__init__(message + (f"\n--- console tail ---\n{console_tail}" if console_tail else ""))
+    """The guest did not come up or died. `status` is QEMU's exit status when it had exited
+    (None while it still ran), `argv` the command line it was started with, `console_tail` the
+    last console lines: one exception says what ran, how it ended and what it printed."""
+
+    def __init__(self, message: str, console_tail: str = "", *, status: int | None = None,
+                 argv: Sequence[str] = ()) -> None:
+        parts = [message]
+        if status is not None:
+            parts.append(f"QEMU exit status: {status}")
+        if argv:
+            parts.append(f"QEMU command: {shlex.join(argv)}")
+        if console_tail:
+            parts.append(f"--- console tail ---\n{console_tail}")
+        super().__init__("\n".join(parts))
+        self.status = status
+        self.argv = list(argv)
         self.console_tail = console_tail
 
 

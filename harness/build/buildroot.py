@@ -18,6 +18,7 @@ from ..errors import ToolchainError
 from .arch import ARM64 as ARCH
 from .cachedir import locked
 from .mirror import debian_mirror
+from .progress import DEBOOTSTRAP_STEP, LogMonitor, OnSteps, periodic_lines
 from .toolchain import Bind, ToolchainInfo, chroot_argv, run_logged
 
 PACKAGES = (
@@ -50,6 +51,8 @@ SUITES = {
 DEFAULT_SUITE = "trixie"
 RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", ARCH.source_package)
 STAMP = "iopt-hil-stamp.json"
+# debootstrap + apt step lines of one build root creation (counted in root.log, Nov 2026).
+ROOT_STEPS = 891
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
 
@@ -87,10 +90,12 @@ class BuildRoot:
     def ready(self) -> bool:
         return (self.path / STAMP).exists()
 
-    def ensure(self, progress: Any = print) -> "BuildRoot":
+    def ensure(self, progress: Any = print, on_steps: OnSteps | None = None) -> "BuildRoot":
+        """Create the root if it is missing; `on_steps` sees that live (default: a line every
+        15 s through `progress`)."""
         with locked(self.cache / f"{self.path.name}.lock"):
             if not self.ready:
-                self._create(progress)
+                self._create(progress, on_steps or periodic_lines(progress))
         self.info = ToolchainInfo(f"buildroot-{self.suite.name}", self.versions())
         return self
 
@@ -108,7 +113,7 @@ class BuildRoot:
         return run_logged(self.argv(argv, binds, cwd), stdout=stdout, check=check,
                           timeout=timeout)
 
-    def _create(self, progress: Any) -> None:
+    def _create(self, progress: Any, on_steps: OnSteps) -> None:
         if shutil.which("debootstrap") is None:
             raise ToolchainError("debootstrap is not installed on the host "
                                  "(`apt-get install debootstrap`, or run ./iopt-hil which does)")
@@ -121,7 +126,9 @@ class BuildRoot:
         started = time.monotonic()
         progress(f"build root: debootstrap {suite.name} from {mirror} into {tmp} (about 30 s)")
         log = self.cache / f"{self.path.name}.log"
-        with open(log, "wb") as out:
+        log.unlink(missing_ok=True)  # the monitor must not count the last creation's lines
+        with open(log, "wb") as out, LogMonitor(log, DEBOOTSTRAP_STEP, "build root", ROOT_STEPS,
+                                                on_steps):
             run_logged(["debootstrap", "--variant=minbase", suite.name, str(tmp), mirror], stdout=out)
             (tmp / "etc/apt/sources.list").write_text(
                 "".join(f"deb {mirror} {name} main\n" for name in suite.apt_suites))

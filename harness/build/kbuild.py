@@ -18,6 +18,7 @@ from . import elfcheck
 
 from . import kconfig
 from .cachedir import locked
+from .progress import KBUILD_STEP, LogMonitor, OnSteps, periodic_lines
 from ..errors import BuildError, ConfigError, ToolchainError
 from ..resources import module_dir
 from .api_probe import ApiProbe
@@ -27,6 +28,10 @@ from .tree import KernelTree, TreeIdentity, fingerprint, identify
 
 MODULE_NAME = "iopt_hil"
 Progress = Callable[[str], None]
+# kbuild step lines of a cold build (tinyconfig + fragments, Image + modules + the test module),
+# estimated from the ~2,100 `.cmd` files such a build leaves (Nov 2026). Only the first build of
+# a build directory uses it; later ones expect what the previous build of that directory counted.
+COLD_STEPS = 2100
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,11 @@ def module_digest() -> str:
     return digest.hexdigest()
 
 
-def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain: Toolchain, cache: Path,
-          progress: Progress = print, source: str = "", jobs: int | None = None) -> KernelBuild:
-    """Configure (if the fragments changed), build Image + module (if anything changed)."""
+def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain: Toolchain,
+          cache: Path, progress: Progress = print, source: str = "", jobs: int | None = None,
+          on_steps: OnSteps | None = None) -> KernelBuild:
+    """Configure (if the fragments changed), build Image + module (if anything changed).
+    `on_steps` sees the build's progress live (default: a line every 15 s through `progress`)."""
     started = time.monotonic()
     paths = kconfig.fragment_paths(fragment_names)
     texts = [p.read_text() for p in paths]
@@ -93,17 +100,21 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
         inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(), api.rustflags(),
                                            toolchain.info.key()]).encode()).hexdigest()
         stamp = bdir / "stamp.json"
+        previous = json.loads(stamp.read_text()) if stamp.exists() else {}
         artifacts = (out / ARCH.image, out / "vmlinux", moddir / f"{MODULE_NAME}.ko")
         rebuilt = True
-        if stamp.exists() and json.loads(stamp.read_text()).get("inputs") == inputs and all(
-                a.exists() for a in artifacts):
+        if previous.get("inputs") == inputs and all(a.exists() for a in artifacts):
             rebuilt = False
             progress(f"kernel build {key}: nothing changed, make skipped")
         else:
             make = ["make", "-C", str(tree.path), f"O={out}", f"ARCH={ARCH.name}", "LLVM=1",
                     f"-j{jobs or os.cpu_count() or 2}"]
             binds = [Bind(tree.path, readonly=True), Bind(bdir)]
-            with open(log, "wb") as logf:  # one build per log: results keep a copy
+            configuring = not _config_current(out, bdir, frag_digest)
+            expected = expected_steps(previous, configuring)
+            monitor = LogMonitor(log, KBUILD_STEP, "kernel build", expected,
+                                 on_steps or periodic_lines(progress))
+            with open(log, "wb") as logf, monitor:  # one build per log: results keep a copy
                 def step(what: str, argv: list[str]) -> None:
                     logf.write(f"\n### {what}: {' '.join(argv)}\n".encode())
                     logf.flush()
@@ -124,7 +135,9 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                         "the test module does not build against this tree's kernel::iommu::pgtable "
                         f"API (probed: {api.describe()}; see the compiler errors below)",
                         str(log), exc.tail) from exc
-            stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity)}))
+            counts = {"steps": monitor.count,
+                      "cold_steps": monitor.count if configuring else previous.get("cold_steps")}
+            stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity), **counts}))
         release = (out / RELEASE_FILE).read_text().strip()
         elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
         kunit = tuple(elfcheck.kunit_modules(out))
@@ -134,10 +147,22 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                        api, toolchain.info.name)
 
 
+def expected_steps(previous: dict[str, object], configuring: bool) -> int | None:
+    """How many step lines this build will print, judged by the build directory's last build:
+    a (re)configured build is a full one; otherwise it is like the previous incremental one."""
+    value = (previous.get("cold_steps") or COLD_STEPS) if configuring else previous.get("steps")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _config_current(out: Path, bdir: Path, frag_digest: str) -> bool:
+    marker = bdir / "config.digest"
+    return (out / ".config").exists() and marker.exists() and marker.read_text() == frag_digest
+
+
 def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Path, bdir: Path,
                texts: list[str], frag_digest: str, progress: Progress) -> None:
     marker = bdir / "config.digest"
-    if (out / ".config").exists() and marker.exists() and marker.read_text() == frag_digest:
+    if _config_current(out, bdir, frag_digest):
         return
     progress("kernel config: tinyconfig + fragments + olddefconfig")
     step("rustavailable", make[:5] + ["rustavailable"])

@@ -15,6 +15,7 @@ from .toolreq import choose_root
 from .buildroot import BuildRoot
 from .cachedir import cache_root
 from .kbuild import KernelBuild
+from .progress import OnSteps
 from .toolchain import HostToolchain, Toolchain
 from .tree import PACKAGE_PREFIX, default_tree, packaged_tree, user_tree, validate
 
@@ -35,9 +36,12 @@ class Prepared:
     build: KernelBuild
 
 
-def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
+def prepare(request: BuildRequest, progress: Progress = print,
+            on_steps: OnSteps | None = None) -> Prepared:
+    """`progress` gets messages; `on_steps` the live step counts of the build root creation
+    and the kernel build (default: one line every 15 s through `progress`)."""
     cache = request.cache or cache_root()
-    root = BuildRoot(cache).ensure(progress)  # QEMU and guest packages come from here too
+    root = BuildRoot(cache).ensure(progress, on_steps)  # QEMU and guest packages come from here too
     if request.tree is None:
         tree = default_tree(root)
         validate(tree)
@@ -54,7 +58,8 @@ def prepare(request: BuildRequest, progress: Progress = print) -> Prepared:
     toolchain: Toolchain = (HostToolchain() if request.toolchain == "host"
                             else choose_root(tree.path, root, progress))
     progress(f"io_pgtable API of {tree.path}: {api.describe()}")
-    build = kbuild.build(tree, api, list(request.fragments), toolchain, cache, progress, source)
+    build = kbuild.build(tree, api, list(request.fragments), toolchain, cache, progress, source,
+                         on_steps=on_steps)
     progress(f"kernel {build.release} from {build.identity.describe()} "
              f"({'rebuilt' if build.rebuilt else 'cached'}, {build.seconds:.1f} s)")
     return Prepared(root, build)

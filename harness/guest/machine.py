@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ RUN_PREFIX = "iopt-hil-run-"
 SHM_PREFIX = "iopt-hil-"
 READY_RE = re.compile(re.escape(READY))
 ABORT_RE = re.compile(PANIC.pattern + "|" + re.escape(MODULE_FAILED))
+QMP_ACCEPT_TIMEOUT = 30.0  # QEMU connects while it starts, well before the kernel runs
 
 
 @dataclass
@@ -129,12 +131,19 @@ class Machine:
         (self.rundir / "qemu.argv").write_text("\n".join(argv) + "\n")
         binds = [Bind(self.rundir), Bind(self.build.image.parent, readonly=True)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.qmp = QmpChannel(self.spec.qmp_socket)  # listening before QEMU connects to it
         self.proc = subprocess.Popen(self.root.argv(argv, binds), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      preexec_fn=die_with_parent)
         self.console = Console(self.proc.stdout, self.log_dir / "console.log")  # type: ignore[arg-type]
-        self._wait_socket()
-        self.qmp = QmpChannel(self.spec.qmp_socket)
+        threading.Thread(target=self._wake_qmp_on_exit, args=(self.proc, self.qmp),
+                         name="qemu-exit", daemon=True).start()
+        try:
+            self.qmp.accept(QMP_ACCEPT_TIMEOUT)
+        except ChannelError as exc:
+            if self._qemu_gone():
+                raise self._failure(QemuExited, "QEMU exited before it opened its QMP session") from exc
+            raise self._failure(MachineError, str(exc)) from exc
         self.memory = ShmMemory(shm, self.spec.arch.ram_base, self.memory_mib << 20)
         shm.unlink(missing_ok=True)  # both sides hold it now; nothing can be left behind
         self._await_ready(started, argv)
@@ -154,29 +163,34 @@ class Machine:
     def _open_ssh(self, port: int) -> SshChannel:
         return SshChannel(port, self.key_path)
 
-    def _wait_socket(self) -> None:
-        assert self.spec is not None and self.proc is not None and self.console is not None
-        deadline = time.monotonic() + 30
-        while not self.spec.qmp_socket.exists():
-            if self.proc.poll() is not None:
-                self.console.join()
-                raise QemuExited(f"QEMU exited ({self.proc.returncode}) before its QMP socket "
-                                 "appeared", self.console.tail())
-            if time.monotonic() > deadline:
-                raise MachineError("QEMU did not create its QMP socket in 30 s", self.console.tail())
-            time.sleep(0.02)
+    @staticmethod
+    def _wake_qmp_on_exit(proc: subprocess.Popen[bytes], qmp: QmpChannel) -> None:
+        """QEMU gone before it connected: fail `accept()` now, not at its timeout."""
+        proc.wait()
+        qmp.interrupt_accept()
+
+    def _failure(self, kind: type[MachineError], message: str, lines: int = 40) -> MachineError:
+        """One boot-failure exception: QEMU's exit status (if it exited), argv, console tail."""
+        assert self.proc is not None and self.console is not None
+        status = self.proc.poll()
+        if status is not None:
+            self.console.join()  # everything QEMU printed before it went
+        argv = qemu_argv(self.spec) if self.spec is not None else []
+        return kind(message, self.console.tail(lines), status=status, argv=argv)
+
+    def _qemu_gone(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
 
     def _check_boot(self, line: Any) -> None:
-        assert self.console is not None and self.proc is not None
         if line is not None and READY in line.text:
             return
         if line is not None and MODULE_FAILED in line.text:
-            raise MachineError("the iopt_hil module did not load in the guest", self.console.tail())
+            raise self._failure(MachineError, "the iopt_hil module did not load in the guest")
         if line is not None:
-            raise GuestPanic(f"guest crashed while booting: {line.text}", self.console.tail(60))
-        if self.proc.poll() is not None:
-            raise QemuExited(f"QEMU exited ({self.proc.returncode}) during boot", self.console.tail())
-        raise BootTimeout(f"guest not ready within {self.boot_timeout:g} s", self.console.tail())
+            raise self._failure(GuestPanic, f"guest crashed while booting: {line.text}", 60)
+        if self._qemu_gone():
+            raise self._failure(QemuExited, "QEMU exited during boot")
+        raise self._failure(BootTimeout, f"guest not ready within {self.boot_timeout:g} s")
 
     @property
     def alive(self) -> bool:

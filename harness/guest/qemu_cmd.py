@@ -63,7 +63,7 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none",
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
-        "-qmp", f"unix:{spec.qmp_socket},server=on,wait=off",
+        "-qmp", f"unix:{spec.qmp_socket}",  # a client: the harness listens before QEMU starts
         "-netdev", "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:0-:22",
         "-device", "virtio-net-pci,netdev=net0,romfile=,iommu_platform=on,disable-legacy=on",
         "-kernel", str(spec.kernel),

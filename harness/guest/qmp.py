@@ -1,13 +1,17 @@
 """QMP: control and guest-physical memory through `qemu.qmp`'s synchronous client.
 
-One client per socket (a second one on the same socket hangs): the Machine owns this object and
-everything else borrows it. Calls are serialized by a lock so fixtures and threads can share it.
+The harness is the QMP server, the way `qemu.machine` does it: `QmpChannel(path)` binds and
+listens before QEMU starts, QEMU is launched with `-qmp unix:PATH` (a client) and `accept()`
+takes its connection. No polling for a socket QEMU may not have made yet, no reconnect loop.
+
+One client per socket: the Machine owns this object and everything else borrows it. Calls are
+serialized by a lock so fixtures and threads can share it.
 """
 from __future__ import annotations
 
 import re
+import socket
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,21 +23,39 @@ from ..errors import ChannelError
 
 
 class QmpChannel:
-    def __init__(self, socket: Path, timeout: float = 10.0) -> None:
-        self.socket = socket
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        """Listen on `path` (bound here, before QEMU runs); `accept()` completes the session."""
+        self.socket = path
+        self.timeout = timeout
         self._lock = threading.Lock()
-        self._client = QEMUMonitorProtocol(str(socket))
-        deadline = time.monotonic() + timeout
-        while True:
+        self._accepted = threading.Event()
+        try:
+            self._client = QEMUMonitorProtocol(str(path), server=True)
+        except (OSError, QMPError) as exc:
+            raise ChannelError(f"cannot listen for QMP on {path}: {exc}") from exc
+
+    def accept(self, timeout: float) -> None:
+        """Wait for QEMU to connect and negotiate; ChannelError if it does not in `timeout`
+        s or if `interrupt_accept()` was called (QEMU exited before connecting)."""
+        try:
+            self._client.accept(timeout)
+        except (OSError, QMPError, EOFError, TimeoutError) as exc:
+            raise ChannelError(f"QEMU did not open a QMP session on {self.socket} "
+                               f"within {timeout:.0f} s: {exc or type(exc).__name__}") from exc
+        finally:
+            self._accepted.set()
+        self._client.settimeout(self.timeout)
+
+    def interrupt_accept(self) -> None:
+        """Wake a pending `accept()` from another thread: a throwaway peer connects and hangs
+        up at once, so accept fails now instead of at its timeout. No effect once accepted."""
+        if self._accepted.is_set():
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
             try:
-                self._client.connect()
-                break
-            except (OSError, QMPError) as exc:
-                if time.monotonic() > deadline:
-                    raise ChannelError(f"QMP socket {socket} did not answer: {exc}") from exc
-                self._client = QEMUMonitorProtocol(str(socket))
-                time.sleep(0.05)
-        self._client.settimeout(timeout)
+                peer.connect(str(self.socket))
+            except OSError:
+                pass  # nobody listening any more: accept already returned
 
     def cmd(self, name: str, **args: Any) -> Any:
         with self._lock:

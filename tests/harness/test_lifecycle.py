@@ -72,7 +72,9 @@ def test_cli_shell_runs_a_guest_command():
 def test_provenance_is_recorded(guest, pytestconfig):
     import json
 
-    record = json.loads((pytestconfig.getoption("--results").resolve() / "provenance.json").read_text())
+    from harness.plugin.fixtures import results_dir
+
+    record = json.loads((results_dir(pytestconfig) / "provenance.json").read_text())
     assert len(record["build_id"]) == 40 and record["kernel_release"] == guest.info.release
     assert record["qemu_argv"][0] == "qemu-system-aarch64" and "iommu.passthrough=1" in " ".join(record["qemu_argv"])
     for key in ("tree", "fragments", "toolchain.rustc", "toolchain.clang", "toolchain.qemu-system-arm"):
@@ -87,3 +89,22 @@ def test_ssh_runs_commands_and_pushes_files(ssh):
     assert ssh.run("md5sum /tmp/pushed.bin").check().stdout.split()[0] == \
         __import__("hashlib").md5(payload).hexdigest()
     assert ssh.run("stat -c %a /tmp/pushed.bin").check().stdout.strip() == "600"
+
+
+def test_qemu_that_dies_at_start_is_one_exception(kernel_build, monkeypatch):
+    """QEMU never connects to the listening QMP socket: accept fails at once (not at its
+    timeout) and the error carries the exit status, the command line and QEMU's last words."""
+    import harness.guest.machine as machine
+    from harness.errors import QemuExited
+
+    real = machine.qemu_argv
+    monkeypatch.setattr(machine, "qemu_argv", lambda spec: real(spec) + ["-no-such-option"])
+    started = time.monotonic()
+    m = machine.Machine(kernel_build.build, kernel_build.root, progress=lambda msg: None)
+    with pytest.raises(QemuExited) as info:
+        m.start()
+    assert time.monotonic() - started < 20
+    err = info.value
+    assert err.status == 1 and err.argv[0] == "qemu-system-aarch64" and "-no-such-option" in err.argv
+    assert "invalid option" in err.console_tail and "QEMU exit status: 1" in str(err)
+    assert not m.rundir.exists()

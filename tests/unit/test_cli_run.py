@@ -26,7 +26,7 @@ def calls(monkeypatch, tmp_path):
     log.write_text("make: done\n")
     prepared = fake_prepared(log)
 
-    def prepare(request, progress=print):
+    def prepare(request, progress=print, on_steps=None):
         seen.prepare.append(request)
         return prepared
 
@@ -87,7 +87,7 @@ def test_results_inside_the_tree_are_refused_before_building(calls, tmp_path, ca
 
 
 def test_a_harness_error_is_exit_2_with_the_message(monkeypatch, capsys):
-    def prepare(request, progress=print):
+    def prepare(request, progress=print, on_steps=None):
         raise ToolchainError("no rustc in the build root")
 
     monkeypatch.setattr(cli, "prepare", prepare)

@@ -54,7 +54,8 @@ def test_panic_while_booting(tmp_path):
 
 def test_qemu_exited_during_boot(tmp_path):
     exc, _ = boot_fails(tmp_path, QemuExited, boot_log=EARLY, exit_code=1)
-    assert "QEMU exited (1) during boot" in str(exc)
+    assert "QEMU exited during boot" in str(exc) and exc.status == 1
+    assert "QEMU exit status: 1" in str(exc)
     assert exc.console_tail.splitlines()[-1] == EARLY[-1]
 
 

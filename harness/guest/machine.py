@@ -32,6 +32,7 @@ from ..build.toolchain import Bind, die_with_parent
 
 RUN_PREFIX = "iopt-hil-run-"
 SHM_PREFIX = "iopt-hil-"
+SHM_DIR = "/dev/shm"
 READY_RE = re.compile(re.escape(READY))
 ABORT_RE = re.compile(PANIC.pattern + "|" + re.escape(MODULE_FAILED))
 QMP_ACCEPT_TIMEOUT = 30.0  # QEMU connects while it starts, well before the kernel runs
@@ -61,26 +62,61 @@ def _mostly_within(pcs: tuple[int, ...], window: int) -> int:
 
 
 def sweep_stale() -> list[str]:
-    """Remove run directories and shm files whose owning harness process is gone."""
+    """Remove run directories and shared-memory directories whose owning harness process is
+    gone. Entries that vanish meanwhile, dangling links and other users' entries are skipped:
+    a sweep never stops a start."""
     removed = []
     for rundir in Path(tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
-        owner = rundir / "owner"
         try:
-            pid = int(owner.read_text())
-        except (OSError, ValueError):
-            pid = -1
-        if pid > 0 and _alive(pid):
-            continue
-        if pid < 0 and time.time() - rundir.stat().st_mtime < 60:
-            continue  # being created right now
-        shutil.rmtree(rundir, ignore_errors=True)
-        removed.append(str(rundir))
-    for shm in Path("/dev/shm").glob(SHM_PREFIX + "*"):
+            if rundir.is_symlink() or not rundir.is_dir():
+                continue  # not ours: run directories are plain directories
+            try:
+                pid = int((rundir / "owner").read_text())
+            except (OSError, ValueError):
+                pid = -1
+            if pid > 0 and _alive(pid):
+                continue
+            if pid < 0 and time.time() - rundir.stat().st_mtime < 60:
+                continue  # being created right now
+            shutil.rmtree(rundir)
+            removed.append(str(rundir))
+        except OSError:
+            continue  # vanished, or another user's
+    for shm in Path(SHM_DIR).glob(SHM_PREFIX + "*"):
         m = re.match(re.escape(SHM_PREFIX) + r"(\d+)-", shm.name)
-        if m and not _alive(int(m.group(1))):
-            shm.unlink(missing_ok=True)
+        if not m or _alive(int(m.group(1))):
+            continue
+        try:
+            if shm.is_dir() and not shm.is_symlink():
+                shutil.rmtree(shm)
+            else:
+                shm.unlink()
             removed.append(str(shm))
+        except OSError:
+            continue
     return removed
+
+
+def create_shared_ram(size: int) -> Path:
+    """The guest's RAM file, made exclusively (0600) in a fresh private (0700) directory before
+    QEMU starts, so nobody else can create it first and share the guest's memory. QEMU opens
+    the existing file; the harness unlinks it once both sides have it mapped."""
+    directory = Path(tempfile.mkdtemp(prefix=f"{SHM_PREFIX}{os.getpid()}-", dir=SHM_DIR))
+    path = directory / "ram"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    return path
+
+
+def remove_shared_ram(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except FileNotFoundError:
+        pass
 
 
 class Machine:
@@ -123,7 +159,7 @@ class Machine:
         pubkey = make_key(self.key_path)
         initrd = build_initramfs(self.root, self.build.module, self.rundir, pubkey, self.progress,
                                  self.build.kunit_modules)
-        shm = Path("/dev/shm") / f"{SHM_PREFIX}{os.getpid()}-{self.rundir.name[len(RUN_PREFIX):]}"
+        shm = create_shared_ram(self.memory_mib << 20)
         self.spec = MachineSpec(kernel=self.build.image, initrd=initrd, rundir=self.rundir,
                                 shm_path=shm, memory_mib=self.memory_mib, smp=self.smp,
                                 cmdline_extra=self.cmdline_extra)
@@ -145,7 +181,7 @@ class Machine:
                 raise self._failure(QemuExited, "QEMU exited before it opened its QMP session") from exc
             raise self._failure(MachineError, str(exc)) from exc
         self.memory = ShmMemory(shm, self.spec.arch.ram_base, self.memory_mib << 20)
-        shm.unlink(missing_ok=True)  # both sides hold it now; nothing can be left behind
+        remove_shared_ram(shm)  # both sides hold it now; nothing can be left behind
         self._await_ready(started, argv)
         return self
 
@@ -218,7 +254,7 @@ class Machine:
         if self.memory is not None:
             self.memory.close()
         if self.spec is not None:
-            self.spec.shm_path.unlink(missing_ok=True)
+            remove_shared_ram(self.spec.shm_path)
         if self.rundir.exists():
             shutil.rmtree(self.rundir, ignore_errors=True)
         self.ssh, self.qmp, self.memory = None, None, None

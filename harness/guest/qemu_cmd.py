@@ -64,7 +64,9 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
         "-qmp", f"unix:{spec.qmp_socket}",  # a client: the harness listens before QEMU starts
-        "-netdev", "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:0-:22",
+        # restrict=on: the guest reaches nothing (not the host's loopback, not beyond); the
+        # forwarded SSH port is the only way in, and it listens on 127.0.0.1 only.
+        "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
         "-device", "virtio-net-pci,netdev=net0,romfile=,iommu_platform=on,disable-legacy=on",
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),

@@ -11,6 +11,8 @@ def test_argv_has_smmu_private_ports_and_shared_ram():
     assert "hostfwd=tcp:127.0.0.1:0-:22" in joined
     assert "iommu_platform=on" in joined and "romfile=," in joined
     assert "share=on" in joined and "mem-path=/dev/shm/t" in joined
+    netdev = argv[argv.index("-netdev") + 1]
+    assert "restrict=on" in netdev.split(",") and "hostfwd=tcp:127.0.0.1:0-:22" in netdev
     qmp = argv[argv.index("-qmp") + 1]
     assert qmp == "unix:/run/x/qmp.sock", "QEMU connects to the harness's socket, no server=on"
     assert "panic=-1" in spec.kernel_cmdline and "-no-reboot" in argv

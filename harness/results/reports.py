@@ -95,6 +95,8 @@ def summary_markdown(cases: list[CaseResult], props: dict[str, str], excerpt_lin
     lines = ["# iopt-hil results", "",
              f"Kernel {props.get('kernel_release', '?')} from {props.get('tree', '?')} "
              f"(fragments {props.get('fragments', '?')}, build id {props.get('build_id', '?')})", "",
+             f"io_pgtable API: {props.get('api_generation') or '?'}; build root: "
+             f"{props.get('build_root') or '?'}", "",
              f"**{c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped**", ""]
     bad = [case for case in cases if case.outcome in ("failed", "error")]
     for case in bad:

@@ -7,7 +7,9 @@ from harness.results.reports import read_junit, summary_markdown, write_reports
 
 PROPS = {"tree": "7.3.4 git 0123456789ab", "kernel_release": "7.3.4", "fragments": "base",
          "build_key": "abc", "build_id": "f0", "toolchain.rustc": "1.85.1",
-         "toolchain.clang": "19", "toolchain.qemu-system-arm": "10.0.13"}
+         "toolchain.clang": "19", "toolchain.qemu-system-arm": "10.0.13",
+         "api_generation": "devres (7.2.x and mainline before 7.3); features: none",
+         "build_root": "buildroot-trixie"}
 
 
 def _junit(tmp_path, fail: bool):
@@ -44,6 +46,7 @@ def test_all_passed_gives_the_mailing_list_line_and_valid_kcidb(tmp_path):
     text, md, kj = write_reports(_junit(tmp_path, fail=False), tmp_path)
     assert "Tested-with: iopt-hil (1 io_pgtable tests passed, 1 skipped) on 7.3.4 git" in text
     assert md.read_text() == text
+    assert "io_pgtable API: devres (7.2.x" in text and "build root: buildroot-trixie" in text
     data = json.loads(kj.read_text())
     LATEST.validate(data)
     assert {t["status"] for t in data["tests"]} == {"PASS", "SKIP"}

@@ -119,6 +119,11 @@ fn create(
     // SAFETY: `raw_cfg` points into the table `pgt` owns, which nothing else can reach yet.
     // io-pgtable narrowed the bitmap to what the format supports when it created the table.
     let effective = unsafe { (*pgt.raw_cfg()).pgsize_bitmap } as u64;
+    // The smallest page is the granule; an input space no larger than one granule has no
+    // level to walk, and io-pgtable WARNs on every map and iova_to_phys of such a table.
+    if effective == 0 || ias <= u64::from(effective.trailing_zeros()) {
+        return refuse(out, EINVAL, "ias at or below the granule shift");
+    }
     let table = match Arc::new(Table { pgt }, GFP_KERNEL) {
         Ok(t) => t,
         Err(_) => return writeln!(out, "ret=-12 src=module"),
@@ -300,6 +305,9 @@ fn iova_to_phys(tables: &Mutex<Registry>, id: u64, iova: u64, out: &mut Out) -> 
         let Some(e) = reg.get_mut(id) else {
             return refuse(out, ENOENT, "no such table");
         };
+        if iova >> e.geometry.ias != 0 {
+            return refuse(out, ERANGE, "iova beyond ias");
+        }
         if e.busy(iova, end) {
             return refuse(out, EBUSY, "overlaps an operation in flight");
         }

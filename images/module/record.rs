@@ -199,6 +199,11 @@ impl Geometry {
         if pgcount == 0 {
             return Err((EINVAL, "pgcount is 0"));
         }
+        // io-pgtable-arm counts the entries of one call in an `int` (`min_t(int, pgcount, ..)`):
+        // a larger pgcount turns negative or into 0 there, and "maps" nonsense.
+        if pgcount > i32::MAX as u64 {
+            return Err((ERANGE, "pgcount beyond what io-pgtable counts (INT_MAX)"));
+        }
         let size = pgsize
             .checked_mul(pgcount)
             .ok_or((ERANGE, "size overflows"))?;
@@ -391,6 +396,15 @@ mod tests {
     fn geometry_overflow() {
         assert_eq!(
             GEOMETRY.check_iova(0, G1, u64::MAX),
+            Err((ERANGE, "pgcount beyond what io-pgtable counts (INT_MAX)"))
+        );
+        assert_eq!(
+            GEOMETRY.check_iova(K4, K4, 0xffff_ffff),
+            Err((ERANGE, "pgcount beyond what io-pgtable counts (INT_MAX)"))
+        );
+        let huge = Geometry { ias: 48, oas: 48, pgsizes: 1 << 40 };
+        assert_eq!(
+            huge.check_iova(0, 1 << 40, i32::MAX as u64),
             Err((ERANGE, "size overflows"))
         );
         let top = u64::MAX - (K4 - 1); // aligned, but iova + size wraps

@@ -56,6 +56,10 @@ def test_c_errors_map_nothing(pgtable, kernel_log, case, args, errno, warns):
     ("paddr beyond oas", dict(iova=0, paddr=(1 << 48) - K4, pgsize=K4, pgcount=2, prot=RW), ERANGE),
     ("no read or write", dict(iova=0, paddr=PA, pgsize=K4, pgcount=1, prot=Prot.NOEXEC), EINVAL),
     ("pgcount zero", dict(iova=0, paddr=PA, pgsize=K4, pgcount=0, prot=RW), EINVAL),
+    # io-pgtable counts a call's entries in an int: beyond INT_MAX it "maps" nonsense, and
+    # 2^32 becomes Ok with nothing mapped.
+    ("pgcount 0xffffffff", dict(iova=K4, paddr=PA, pgsize=K4, pgcount=0xFFFF_FFFF, prot=RW), ERANGE),
+    ("pgcount 2^32", dict(iova=0, paddr=PA, pgsize=K4, pgcount=1 << 32, prot=RW), ERANGE),
 ])
 def test_checked_requests_refuse_before_c(pgtable, case, args, errno):
     """The module's own checks answer first: same errno, mapped == 0, and no WARN at all."""
@@ -158,3 +162,21 @@ def test_table_pages_are_freed_by_unmap_and_destroy(pgtable, module, ssh):
     table.destroy()
     table.destroy = lambda: None  # the fixture must not destroy it again
     assert abs(_iommu_pages(ssh) - base) <= slack, "io-pgtable pages leaked"
+
+
+@pytest.mark.parametrize("ias,pgsizes", [(12, 0x1000), (14, 0x4000), (16, 0x10000), (11, 0x1000)])
+def test_an_input_space_no_larger_than_one_granule_is_refused(module, ias, pgsizes):
+    """io-pgtable cannot serve it (it WARNs on every map and iova_to_phys): refused at create."""
+    before = module.list()
+    r = module.request(f"create ias={ias} oas=48 pgsizes={pgsizes:#x}")
+    assert (r.ret, r.src) == (EINVAL, "check"), r
+    assert module.list() == before
+
+
+@pytest.mark.parametrize("iova", [1 << 48, (1 << 64) - 1, 1 << 63])
+def test_iova_to_phys_beyond_ias_is_refused(pgtable, module, iova):
+    """Never handed to io-pgtable (~0 wraps inside it): refused by the module, no WARN."""
+    table = pgtable(ias=48)
+    r = module.request(f"iova_to_phys id={table.id} iova={iova:#x}")
+    assert (r.ret, r.src) == (ERANGE, "check"), r
+

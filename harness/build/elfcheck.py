@@ -5,6 +5,7 @@ module (or worse, loads it) after a boot.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +87,35 @@ def check_module(module: Path, release: str, symvers: Path) -> ModuleInfo:
 def kunit_modules(out: Path) -> list[Path]:
     """Every KUnit test module the build produced (by its .kunit_test_suites section)."""
     return sorted(p for p in out.rglob("*.ko") if module_info(p).kunit_suites)
+
+
+@dataclass(frozen=True)
+class IdleRanges:
+    """Address ranges of the kernel's idle-loop functions, to tell an idle vCPU (waiting in
+    WFI) from one spinning: both keep their PC in one place."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def contains(self, pc: int) -> bool:
+        return any(start <= pc < end for start, end in self.ranges)
+
+
+IDLE_FUNCTIONS = ("cpu_do_idle", "arch_cpu_idle", "default_idle_call", "do_idle",
+                  "cpu_idle_poll", "cpuidle_idle_call")
+
+
+@functools.lru_cache(maxsize=8)
+def idle_ranges(vmlinux: Path) -> IdleRanges:
+    """From vmlinux's symbol table (empty if it has none: then nothing counts as idle); ~3 s,
+    so read once per vmlinux."""
+    found = []
+    try:
+        with open(vmlinux, "rb") as fh:
+            symtab = ELFFile(fh).get_section_by_name(".symtab")
+            if isinstance(symtab, SymbolTableSection):
+                for sym in symtab.iter_symbols():
+                    if sym.name in IDLE_FUNCTIONS and sym["st_size"]:
+                        found.append((sym["st_value"], sym["st_value"] + sym["st_size"]))
+    except (OSError, ValueError):
+        pass
+    return IdleRanges(tuple(found))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..build.buildroot import BuildRoot
+from ..build.elfcheck import IdleRanges, idle_ranges
 from .console import PANIC, Console
 from ..errors import BootTimeout, ChannelError, GuestHang, GuestPanic, MachineError, QemuExited
 from .guestmem import ShmMemory
@@ -197,7 +198,7 @@ class Machine:
         self.info = BootInfo(time.monotonic() - started, release, port, argv)
 
     def _open_ssh(self, port: int) -> SshChannel:
-        return SshChannel(port, self.key_path)
+        return SshChannel(port, self.key_path, on_timeout=self.raise_if_hung)
 
     @staticmethod
     def _wake_qmp_on_exit(proc: subprocess.Popen[bytes], qmp: QmpChannel) -> None:
@@ -269,7 +270,7 @@ class Machine:
         start = self.console.mark()
         try:
             self.ssh.run(f"echo {token} > /dev/kmsg", timeout=timeout)
-        except ChannelError:
+        except (ChannelError, GuestHang):
             return False
         return self.console.wait_for(re.compile(re.escape(token)), timeout, start) is not None
 
@@ -293,9 +294,16 @@ class Machine:
         stuck = all(_mostly_within(cpu, window) >= share * len(cpu) for cpu in zip(*pcs))
         if not stuck or quiet < time.monotonic() - started:
             return None
+        idle = self._idle_ranges()
+        if all(sum(map(idle.contains, cpu)) >= share * len(cpu) for cpu in zip(*pcs)):
+            return None  # every vCPU waits in the idle loop: the guest is idle, not hung
+
         per_cpu = ", ".join(f"CPU{i}: {min(c):#x}..{max(c):#x}" for i, c in enumerate(zip(*pcs)))
         return (f"no console output for {quiet:.1f} s and every vCPU stuck over {samples} "
                 f"samples {interval} s apart ({per_cpu})")
+
+    def _idle_ranges(self) -> IdleRanges:
+        return idle_ranges(self.build.vmlinux) if self.build.vmlinux.exists() else IdleRanges(())
 
     def raise_if_hung(self) -> None:
         """Called when a guest request missed its deadline: a hang, or merely slow?"""

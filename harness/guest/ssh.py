@@ -6,6 +6,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -40,10 +41,16 @@ def make_key(path: Path) -> str:
     return pub.decode() + " iopt-hil\n"
 
 
+MAX_OUTPUT = 64 << 20  # bytes one guest command may send back (its output is untrusted)
+
+
 class SshChannel:
-    def __init__(self, port: int, key_path: Path, timeout: float = 30.0) -> None:
+    def __init__(self, port: int, key_path: Path, timeout: float = 30.0,
+                 on_timeout: Callable[[], None] | None = None) -> None:
+        """`on_timeout` runs when a command misses its deadline (the machine's hang check)."""
         self.port = port
         self.key_path = key_path
+        self.on_timeout = on_timeout
         self.client = paramiko.SSHClient()
         self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         deadline = time.monotonic() + timeout
@@ -60,6 +67,9 @@ class SshChannel:
                 time.sleep(0.2)
 
     def run(self, command: str, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
+        """Run one command; past `timeout` the channel is closed, `on_timeout` decides whether
+        the guest hung (GuestHang) and otherwise a ChannelError says the command overran."""
+        deadline = time.monotonic() + timeout
         try:
             chan = self.transport().open_session(timeout=10)
             chan.settimeout(timeout)
@@ -69,6 +79,14 @@ class SshChannel:
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             while True:
+                if time.monotonic() > deadline:
+                    chan.close()
+                    if self.on_timeout is not None:
+                        self.on_timeout()
+                    raise ChannelError(f"SSH command {command!r} did not finish within {timeout:g} s")
+                if len(out) + len(err) > MAX_OUTPUT:
+                    chan.close()
+                    raise ChannelError(f"SSH command {command!r} sent more than {MAX_OUTPUT} bytes")
                 if chan.recv_ready():
                     out += chan.recv(65536)
                 elif chan.recv_stderr_ready():

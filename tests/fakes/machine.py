@@ -112,6 +112,7 @@ class FakeBuild:
     release: str = "7.3.4-fake"
     identity: FakeIdentity = field(default_factory=FakeIdentity)
     image: Path = Path("/nonexistent/Image")
+    vmlinux: Path = Path("/nonexistent/vmlinux")
 
     def provenance(self) -> dict[str, str]:
         return {"tree": self.identity.describe(), "kernel_release": self.release,

@@ -93,6 +93,18 @@ def test_an_idle_vcpu_woken_now_and_then_still_counts_as_stuck(machine):
     assert machine.hang_evidence() is not None
 
 
+def test_every_vcpu_in_the_idle_loop_is_an_idle_guest_not_a_hang(machine, monkeypatch):
+    """A command that merely takes long (`sleep 30`) leaves both vCPUs waiting in cpu_do_idle:
+    their PCs stand still too, but in the kernel's idle functions (read from vmlinux)."""
+    from harness.build.elfcheck import IdleRanges
+
+    monkeypatch.setattr(machine, "_idle_ranges", lambda: IdleRanges(((IDLE_PC - 0x20, IDLE_PC + 0x20),)))
+    machine.fake_qmp.pcs = lambda n: [IDLE_PC, IDLE_PC]
+    assert machine.hang_evidence() is None
+    machine.fake_qmp.pcs = _idle_with_ticks(2)  # one vCPU spinning elsewhere: still a hang
+    assert machine.hang_evidence() is not None
+
+
 def test_a_vcpu_awake_more_than_a_quarter_of_the_time_is_not_a_hang(machine):
     machine.fake_qmp.pcs = _idle_with_ticks(3)
     assert machine.hang_evidence() is None

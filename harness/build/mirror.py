@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import ToolchainError
 
 APT = Path("/etc/apt")
+ARCHIVE_SCHEMES = ("http", "https", "file")  # what debootstrap can fetch from
 
 
 def _deb822_uris(text: str) -> list[str]:
@@ -49,7 +51,7 @@ def host_mirrors(apt: Path = APT) -> list[str]:
             uris += _deb822_uris(text)
         elif path.suffix == ".list" or path.name == "sources.list":
             uris += _one_line_uris(text)
-    return [u.rstrip("/") for u in uris if u.startswith(("http://", "https://", "file:/"))]
+    return [u.rstrip("/") for u in uris if urlsplit(u).scheme in ARCHIVE_SCHEMES]
 
 
 def debian_mirror(apt: Path = APT) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from urllib.parse import urlunsplit
 
 import pytest
 
@@ -32,8 +33,8 @@ def test_the_guest_cannot_reach_the_hosts_loopback(ssh):
         # 10.0.2.2 is slirp's alias of the host's loopback; the others are the DNS alias and a
         # public-range address standing for "beyond".
         for target in ("10.0.2.2", "10.0.2.3"):
-            result = ssh.run(f"wget -T 3 -q -O /dev/null http://{target}:{port}/; echo rc=$?",
-                             timeout=30)
+            url = urlunsplit(("http", f"{target}:{port}", "/", "", ""))
+            result = ssh.run(f"wget -T 3 -q -O /dev/null {url}; echo rc=$?", timeout=30)
             assert "rc=0" not in result.stdout, (target, result.stdout, result.stderr)
     finally:
         done.set()

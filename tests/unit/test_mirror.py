@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from harness.build.mirror import debian_mirror, host_mirrors
+from harness.build.mirror import ARCHIVE_SCHEMES, debian_mirror, host_mirrors
 from harness.errors import ToolchainError
 
 
@@ -20,30 +21,30 @@ def apt(tmp_path: Path, sources_list: str = "", **parts: str) -> Path:
 def test_deb822_skips_security_and_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IOPT_HIL_MIRROR", raising=False)
     root = apt(tmp_path, debian_sources=(
-        "Types: deb\nURIs: http://mirror.example/security\nSuites: bookworm-security\nComponents: main\n\n"
-        "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n\n"
-        "Types: deb deb-src\nURIs: http://local.example:3142/debian/\nSuites: bookworm bookworm-updates\n"
+        "Types: deb\nURIs: file:/srv/security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\nURIs: file:/srv/off/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n\n"
+        "Types: deb deb-src\nURIs: file:/srv/local/debian/\nSuites: bookworm bookworm-updates\n"
         "Components: main contrib\n"))
-    assert debian_mirror(root) == "http://local.example:3142/debian"
+    assert debian_mirror(root) == "file:/srv/local/debian"
 
 
 def test_one_line_format_with_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IOPT_HIL_MIRROR", raising=False)
-    root = apt(tmp_path, "# comment\ndeb-src http://src.example/debian bookworm main\n"
-               "deb [arch=amd64 signed-by=/k.gpg] http://proxy.example/debian bookworm main\n")
-    assert host_mirrors(root) == ["http://proxy.example/debian"]
+    root = apt(tmp_path, "# comment\ndeb-src file:/srv/src/debian bookworm main\n"
+               "deb [arch=amd64 signed-by=/k.gpg] file:/srv/proxy/debian bookworm main\n")
+    assert host_mirrors(root) == ["file:/srv/proxy/debian"]
 
 
 def test_override_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = apt(tmp_path, "deb http://a.example/debian bookworm contrib\n")
+    root = apt(tmp_path, "deb file:/srv/a/debian bookworm contrib\n")
     monkeypatch.delenv("IOPT_HIL_MIRROR", raising=False)
     with pytest.raises(ToolchainError, match="IOPT_HIL_MIRROR"):
         debian_mirror(root)
-    monkeypatch.setenv("IOPT_HIL_MIRROR", "http://override.example/debian/")
-    assert debian_mirror(root) == "http://override.example/debian"
+    monkeypatch.setenv("IOPT_HIL_MIRROR", "file:/srv/override/debian/")
+    assert debian_mirror(root) == "file:/srv/override/debian"
 
 
 def test_this_host_has_a_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
     """The machines the harness runs on are Debian: their sources must yield an archive."""
     monkeypatch.delenv("IOPT_HIL_MIRROR", raising=False)
-    assert debian_mirror().startswith(("http://", "https://", "file:/"))
+    assert urlsplit(debian_mirror()).scheme in ARCHIVE_SCHEMES

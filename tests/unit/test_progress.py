@@ -43,7 +43,7 @@ def test_lines_split_across_reads_count_once():
 
 def test_debootstrap_and_apt_stages_count():
     log = (b"I: Retrieving libc6 2.41-12\nI: Validating libc6 2.41-12\nI: Checking component main\n"
-           b"Get:1 http://host/debian trixie/main amd64 clang-19 [12 kB]\nUnpacking clang (1:19)\n"
+           b"Get:1 file:/srv/debian trixie/main amd64 clang-19 [12 kB]\nUnpacking clang (1:19)\n"
            b"Setting up clang (1:19) ...\nProcessing triggers for libc-bin\n")
     assert StepCounter(DEBOOTSTRAP_STEP).feed(log) == 5
 

@@ -73,6 +73,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names_tests(pytest_args: list[str]) -> bool:
+    """Test files or directories on the command line replace the default set."""
+    return any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in pytest_args)
+
+
 def _pytest(paths: list[str], extra: list[str], prepared: Prepared | None = None) -> int:
     from .plugin.runner import run_pytest
 
@@ -90,9 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones
     shutil.copyfile(prepared.build.log, results / "build.log")
     log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
-    # Tests named on the command line replace the default: the whole guest suite.
-    named = any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in args.pytest_args)
-    rc = _pytest([] if named else [str(suite_dir())], _plugin_args(args) + [
+    rc = _pytest([] if _names_tests(args.pytest_args) else [str(suite_dir())], _plugin_args(args) + [
         f"--results={results}", f"--junitxml={results / 'junit.xml'}"]
         + [f"--granule={g}" for g in args.granule] + args.pytest_args, prepared)
     if (results / "junit.xml").exists():
@@ -110,7 +113,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     root = checkout()
     if root is None:
         raise HarnessError("selftest runs the harness's own tests: it needs a source checkout")
-    return _pytest([str(root / "tests")], _plugin_args(args) + args.pytest_args)
+    # `selftest tests/unit`: only the host-only tests, which need no build and no guest
+    paths = [] if _names_tests(args.pytest_args) else [str(root / "tests")]
+    return _pytest(paths, _plugin_args(args) + args.pytest_args)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:

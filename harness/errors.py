@@ -2,6 +2,7 @@
 
 HarnessError
  ├── ToolchainError   build root or host toolchain cannot do what is asked
+ │    └── HostPrerequisiteError  this account lacks something (user namespaces, subordinate ids)
  ├── TreeError        kernel tree is unusable (no Rust, no io_pgtable abstraction)
  ├── GitError         a git command on a tree or private clone failed (unknown rev, patch does not apply)
  ├── ConfigError      a requested Kconfig symbol did not survive olddefconfig
@@ -18,6 +19,7 @@ HarnessError
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from typing import Sequence
 
 
@@ -27,6 +29,24 @@ class HarnessError(Exception):
 
 class ToolchainError(HarnessError):
     pass
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One thing the host or account lacks, and how to provide it."""
+
+    what: str
+    fix: str
+
+
+class HostPrerequisiteError(ToolchainError):
+    """Everything missing, in one message, before anything is done."""
+
+    def __init__(self, missing: Sequence[Requirement]) -> None:
+        lines = ["this account cannot run the harness yet:"]
+        lines += [f"  - {r.what}: {r.fix}" for r in missing]
+        super().__init__("\n".join(lines))
+        self.missing = list(missing)
 
 
 class TreeError(HarnessError):

@@ -1,7 +1,8 @@
 """The managed Debian trixie build root: kernel toolchain, QEMU and arm64 guest packages.
 
-Made once with debootstrap under the cache (about a minute and a half), then reused. Nothing is
-installed into the host: every command runs chrooted inside a private mount namespace.
+Made once with mmdebstrap under the cache (about two minutes), as root or, without root, in a
+user namespace; then reused. Nothing is installed into the host: every command runs chrooted in
+private namespaces (see `namespace`), and without root every file in it is the caller's.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from ..errors import ToolchainError
 from .arch import ARM64 as ARCH
 from .cachedir import locked
 from .mirror import debian_mirror
-from .progress import DEBOOTSTRAP_STEP, LogMonitor, OnSteps, periodic_lines
-from .toolchain import Bind, ToolchainInfo, chroot_argv, run_logged
+from .mmdebstrap import mmdebstrap
+from .namespace import bootstrap_problems, namespace_problems, require, rootless
+from .progress import BOOTSTRAP_STEP, LogMonitor, OnSteps, periodic_lines
+from .toolchain import Bind, ToolchainInfo, chroot_argv, die_with_parent, run_logged
 
 PACKAGES = (
     "make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod python3 xz-utils "
@@ -51,8 +54,8 @@ SUITES = {
 DEFAULT_SUITE = "trixie"
 RECORDED = ("clang", "lld", "rustc", "bindgen", "qemu-system-arm", ARCH.source_package)
 STAMP = "iopt-hil-stamp.json"
-# debootstrap + apt step lines of one build root creation (counted in root.log, Nov 2026).
-ROOT_STEPS = 891
+# mmdebstrap's download/unpack/setup lines of one build root creation (counted in root.log).
+ROOT_STEPS = 726
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
 
@@ -74,7 +77,14 @@ def remove_tree(path: Path) -> None:
     live = mounts_below(path)
     if live:
         raise ToolchainError(f"refusing to delete {path}: still mounted below it: {live}")
-    shutil.rmtree(path, ignore_errors=False)
+    shutil.rmtree(path, onerror=_writable_and_retry)
+
+
+def _writable_and_retry(func: Any, name: str, _exc: Any) -> None:
+    """A user-made root keeps its packages' read-only directories: open the parent, retry."""
+    parent = os.path.dirname(name)
+    os.chmod(parent, os.stat(parent).st_mode | 0o700)
+    func(name)
 
 
 class BuildRoot:
@@ -92,7 +102,8 @@ class BuildRoot:
 
     def ensure(self, progress: Any = print, on_steps: OnSteps | None = None) -> "BuildRoot":
         """Create the root if it is missing; `on_steps` sees that live (default: a line every
-        15 s through `progress`)."""
+        15 s through `progress`). Whatever this account lacks is named first, all at once."""
+        require(namespace_problems() + ([] if self.ready else bootstrap_problems()))
         with locked(self.cache / f"{self.path.name}.lock"):
             if not self.ready:
                 self._create(progress, on_steps or periodic_lines(progress))
@@ -114,9 +125,7 @@ class BuildRoot:
                           timeout=timeout)
 
     def _create(self, progress: Any, on_steps: OnSteps) -> None:
-        if shutil.which("debootstrap") is None:
-            raise ToolchainError("debootstrap is not installed on the host "
-                                 "(`apt-get install debootstrap`, or run ./iopt-hil which does)")
+        tool = mmdebstrap(self.cache)
         mirror = debian_mirror()
         suite = self.suite
         tmp = self.cache / f"{self.path.name}.tmp"
@@ -124,25 +133,53 @@ class BuildRoot:
             if stale.exists():
                 remove_tree(stale)
         started = time.monotonic()
-        progress(f"build root: debootstrap {suite.name} from {mirror} into {tmp} (about 30 s)")
+        mode = "unshare" if rootless() else "root"
+        progress(f"build root: mmdebstrap --mode={mode} {suite.name} from {mirror}: clang, rustc, "
+                 "bindgen, qemu, linux-source (about 2 min)")
         log = self.cache / f"{self.path.name}.log"
         log.unlink(missing_ok=True)  # the monitor must not count the last creation's lines
-        with open(log, "wb") as out, LogMonitor(log, DEBOOTSTRAP_STEP, "build root", ROOT_STEPS,
+        tmp.mkdir()
+        with open(log, "wb") as out, LogMonitor(log, BOOTSTRAP_STEP, "build root", ROOT_STEPS,
                                                 on_steps):
-            run_logged(["debootstrap", "--variant=minbase", suite.name, str(tmp), mirror], stdout=out)
-            (tmp / "etc/apt/sources.list").write_text(
-                "".join(f"deb {mirror} {name} main\n" for name in suite.apt_suites))
-            shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
-            progress("build root: installing clang, rustc, bindgen, qemu, linux-source (about 60 s)")
-            script = (f"dpkg --add-architecture {ARCH.debian_arch} && apt-get update -q && "
-                      "apt-get install -y -q --no-install-recommends "
-                      + " ".join(PACKAGES + list(suite.extra)))
-            run_logged(chroot_argv(tmp, ["sh", "-c", script], (), ENV), stdout=out)
-            fmt = "${Package}=${Version}\\n"
-            query = run_logged(chroot_argv(tmp, ["dpkg-query", "-W", "-f", fmt, *RECORDED], (), ENV),
-                               check=False)  # a suite without the kernel source package is fine
+            unpack_tarball(bootstrap_argv(tool, mode, suite, mirror), tmp, out)
+        (tmp / "etc/apt/apt.conf.d/99iopt-hil").write_text(
+            "# no _apt download user: without root only one uid exists in here\n"
+            'APT::Sandbox::User "root";\n')
+        shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
+        fmt = "${Package}=${Version}\\n"
+        query = run_logged(chroot_argv(tmp, ["dpkg-query", "-W", "-f", fmt, *RECORDED], (), ENV),
+                           check=False)  # a suite without the kernel source package is fine
         versions = dict(line.split("=", 1) for line in query.stdout.decode().split()
                         if "=" in line and not line.endswith("="))
         (tmp / STAMP).write_text(json.dumps({"suite": suite.name, "versions": versions}, indent=1))
         tmp.rename(self.path)
         progress(f"build root ready in {time.monotonic() - started:.0f} s: {versions}")
+
+
+def bootstrap_argv(tool: Path, mode: str, suite: Suite, mirror: str) -> list[str]:
+    """mmdebstrap writing `suite` as a tarball to stdout: the host's architecture plus the
+    guest's (for the guest userland's packages), apt's lists kept (`apt-get download` uses them
+    later)."""
+    host_arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    arches = ",".join(dict.fromkeys((host_arch, ARCH.debian_arch)))
+    return [str(tool), f"--mode={mode}", "--variant=minbase", "--verbose",
+            f"--architectures={arches}", "--include=" + ",".join(PACKAGES + list(suite.extra)),
+            "--skip=cleanup/apt/lists", suite.name, "-",
+            *(f"deb {mirror} {name} main" for name in suite.apt_suites)]
+
+
+def unpack_tarball(producer: list[str], dest: Path, log: IO[bytes]) -> None:
+    """`producer | tar -x` into `dest`: as root tar keeps owners, as a user every file becomes
+    the user's. Device nodes are left out: /dev is the host's, bound at every use."""
+    make = subprocess.Popen(producer, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                            preexec_fn=die_with_parent)
+    assert make.stdout is not None
+    untar = subprocess.Popen(["tar", "--extract", "--file=-", f"--directory={dest}",
+                              "--exclude=./dev/*"], stdin=make.stdout, stdout=log, stderr=log,
+                             preexec_fn=die_with_parent)
+    make.stdout.close()  # tar holds the pipe now: mmdebstrap sees EPIPE if tar dies
+    untar_status, make_status = untar.wait(), make.wait()
+    if make_status or untar_status:
+        raise ToolchainError(f"making the build root failed (mmdebstrap {make_status}, tar "
+                             f"{untar_status}): see {log.name}")

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from ..errors import ToolchainError
 
 APT = Path("/etc/apt")
-ARCHIVE_SCHEMES = ("http", "https", "file")  # what debootstrap can fetch from
+ARCHIVE_SCHEMES = ("http", "https", "file")  # what apt in mmdebstrap can fetch from
 
 
 def _deb822_uris(text: str) -> list[str]:

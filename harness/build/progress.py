@@ -19,10 +19,8 @@ from typing import Callable
 # kbuild's quiet output: two spaces, an upper-case tag (`CC`, `RUSTC L`, `LD`, `AR`, `HOSTCC`,
 # `BINDGEN`, ...) padded with spaces, then the target. Compiler diagnostics never look like it.
 KBUILD_STEP = re.compile(rb"  [A-Z][A-Z0-9_]*(?: [A-Z])? +\S")
-# debootstrap's package stages, then apt's inside the new root.
-DEBOOTSTRAP_STEP = re.compile(
-    rb"I: (?:Retrieving|Validating|Extracting|Unpacking|Configuring|Installing) |Get:\d|"
-    rb"Unpacking |Setting up ")
+# apt's and dpkg's lines in mmdebstrap --verbose: downloads, unpacks, configures.
+BOOTSTRAP_STEP = re.compile(rb"Get:\d|Unpacking |Setting up ")
 
 
 @dataclass(frozen=True)

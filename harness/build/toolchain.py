@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, Sequence
 
 from ..errors import ToolchainError
+from .namespace import unshare_argv
 
 PR_SET_PDEATHSIG = 1
 
@@ -98,7 +99,8 @@ def run_logged(argv: Sequence[str], *, cwd: Path | None = None,
 
 def chroot_argv(root: Path, argv: Sequence[str], binds: Sequence[Bind],
                 env: dict[str, str], cwd: Path | None = None) -> list[str]:
-    """An `unshare` command line that mounts /dev, /proc and `binds` privately, then chroots."""
+    """An `unshare` command line that mounts /dev, /proc and `binds` privately, then chroots
+    (see `namespace`: private mount and pid namespaces, and a user namespace without root)."""
     top = shlex.quote(str(root))  # cache paths may hold spaces or shell metacharacters
     lines = ["set -e", f"mount --rbind /dev {top}/dev", f"mount -t proc proc {top}/proc"]
     for bind in binds:
@@ -112,5 +114,6 @@ def chroot_argv(root: Path, argv: Sequence[str], binds: Sequence[Bind],
     inner_cmd = shlex.join(argv)
     if cwd is not None:
         inner_cmd = shlex.join(["sh", "-c", f"cd {shlex.quote(str(cwd))} && exec {inner_cmd}"])
+    lines.append('PATH="$PATH:/usr/sbin:/sbin"')  # an ordinary account's PATH lacks chroot
     lines.append(f"exec chroot {shlex.quote(str(root))} env -i {envs} {inner_cmd}")
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)]
+    return unshare_argv() + ["sh", "-c", "\n".join(lines)]

@@ -290,9 +290,10 @@ class Machine:
                 time.sleep(interval)
         except ChannelError:
             return None
-        quiet = time.monotonic() - self.console.last_output()
+        last_output = self.console.last_output()
+        quiet = time.monotonic() - last_output
         stuck = all(_mostly_within(cpu, window) >= share * len(cpu) for cpu in zip(*pcs))
-        if not stuck or quiet < time.monotonic() - started:
+        if not stuck or last_output >= started:  # the console spoke while we sampled
             return None
         idle = self._idle_ranges()
         if all(sum(map(idle.contains, cpu)) >= share * len(cpu) for cpu in zip(*pcs)):

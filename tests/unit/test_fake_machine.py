@@ -136,3 +136,18 @@ def test_barrier_waits_for_its_token_on_the_console(machine):
         f"iopt-hil-barrier-{__import__('os').getpid()}-1"]
     machine.crash()
     assert not machine.barrier(timeout=0.1)
+
+
+def test_console_silent_since_before_sampling_is_quiet_however_slow_the_host(machine, monkeypatch):
+    """On a loaded host the clock moves between reading it twice. The guest's last console line
+    came before sampling began, so the console was quiet during the sampling, however much
+    time passes between the check's own clock readings (it once compared two readings taken at
+    different moments and, under load, called a hung guest live)."""
+    import harness.guest.machine as machine_module
+
+    base = time.monotonic()
+    ticks = iter(range(1, 10_000))
+    monkeypatch.setattr(machine_module.time, "monotonic", lambda: base + next(ticks))
+    monkeypatch.setattr(machine_module.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(machine.console, "last_output", lambda: base + 0.5)  # just before sampling
+    assert machine.hang_evidence() is not None

@@ -145,11 +145,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def cmd_mutate(args: argparse.Namespace) -> int:
     from .workflows import mutate
     from .build.buildroot import BuildRoot
-    from .build.tree import default_tree
 
-    cache = cache_root()
-    root = BuildRoot(cache).ensure(log)
-    clean, outcomes = mutate.run(default_tree(root), cache, log, args.only)
+    root = BuildRoot(cache_root()).ensure(log)
+    clean, outcomes = mutate.run(args.tree, root, _suite_options(args), log, args.only)
     print(mutate.table(clean, outcomes))
     survived = [o for o in outcomes if o.built and not o.suite_failed]
     return 1 if survived or clean.suite_failed or not clean.built else 0
@@ -256,7 +254,8 @@ def parser() -> argparse.ArgumentParser:
     RESULTS.register(sp.add_argument)  # default: results/bisect/
     sp.set_defaults(func=cmd_bisect_run, pytest_args=[])
     sp = sub.add_parser("mutate", help="mutation self-check: wrong one-line changes to a copy "
-                        "of the default tree must each fail the suite")
+                        "of the tree (default: the default tree) must each fail the suite")
+    common(sp)
     sp.add_argument("--only", action="append", help="run mutants whose name contains this")
     sp.set_defaults(func=cmd_mutate)
     sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees, "

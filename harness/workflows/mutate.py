@@ -1,19 +1,26 @@
-"""Mutation self-check: deliberately wrong one-line changes to a private copy of the default
-tree's io-pgtable-arm.c and Rust wrapper; the suite must fail on every one (and pass clean).
+"""Mutation self-check: deliberately wrong one-line changes to a private copy of a tree's
+io-pgtable-arm.c and Rust wrapper; the suite must fail on every one (and pass clean).
 
-The copy lives in the cache and is built once; each mutant is then an incremental rebuild.
+The copy lives in the cache and is built once; each mutant is then an incremental rebuild. A git
+tree's copy is verify's private checkout (its HEAD plus uncommitted changes), so mutate, verify
+and bisect-run of one repository share one build; any other tree is copied once.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+from ..build.buildroot import BuildRoot
 from ..build.cachedir import locked
+from ..build.git import is_repo
 from ..build.pipeline import BuildRequest, prepare
-from ..build.tree import KernelTree
+from ..build.tree import PACKAGE_PREFIX, KernelTree, default_tree, packaged_tree, user_tree
+from ..build.worktree import PrivateWorktree
 from ..errors import BuildError, ConfigError, TreeError
 from ..resources import suite_dir
 from .options import SuiteOptions
@@ -68,8 +75,9 @@ class Outcome:
 
 
 def private_copy(source: KernelTree, cache: Path) -> Path:
-    """A copy of the default tree that only this command edits (made once)."""
-    dest = cache / "mutation" / "tree"
+    """A copy of a plain source tree that only this command edits (made once per tree)."""
+    key = hashlib.sha256(str(source.path).encode()).hexdigest()[:16]
+    dest = cache / "mutation" / key / "tree"
     with locked(cache / "mutation.lock"):
         if not (dest / ".copied").exists():
             if dest.exists():
@@ -79,48 +87,70 @@ def private_copy(source: KernelTree, cache: Path) -> Path:
     return dest
 
 
-def _suite(tree: Path, cache: Path, results: Path) -> tuple[bool, bool, float, str]:
+@contextmanager
+def mutable_tree(tree: Path | str | None, root: BuildRoot) -> Iterator[Path]:
+    """Where the mutants are written: never the user's tree itself."""
+    if tree is not None and not str(tree).startswith(PACKAGE_PREFIX) and is_repo(Path(tree)):
+        with PrivateWorktree(Path(tree), root.cache).session() as worktree:
+            worktree.user_head()
+            yield worktree.path
+        return
+    if tree is None:
+        source = default_tree(root)
+    elif str(tree).startswith(PACKAGE_PREFIX):
+        source = packaged_tree(root, str(tree)[len(PACKAGE_PREFIX):])
+    else:
+        source = user_tree(Path(tree))
+    yield private_copy(source, root.cache)
+
+
+def _suite(tree: Path, cache: Path, options: SuiteOptions,
+           results: Path) -> tuple[bool, bool, float, str]:
     """(built, suite failed, seconds, first failing test) for one state of the tree. The suite
     stops at the first failure (-x); the verdict comes from its JUnit file, as verify's does."""
     started = time.monotonic()
     try:
-        prepare(BuildRequest(tree=tree, cache=cache), lambda _msg: None)
+        prepare(BuildRequest(tree=tree, toolchain=options.toolchain, fragments=options.fragments,
+                             cache=cache), lambda _msg: None)
     except (BuildError, ConfigError, TreeError):
         return False, True, time.monotonic() - started, ""
     if results.exists():
         shutil.rmtree(results)
     tests = tuple(str(suite_dir() / name) for name in SUITE)
-    outcome = run_child_suite(tree, SuiteOptions(pytest_args=("-x", "--no-kunit") + tests,
-                                                 cache=cache), results)
+    outcome = run_child_suite(tree, replace(options, pytest_args=("-x", "--no-kunit") + tests,
+                                            cache=cache), results)
     failed = [c.name for c in outcome.cases if c.outcome in ("failed", "error")]
     suite_failed = outcome.status != 0 or not outcome.cases
     return True, suite_failed, time.monotonic() - started, failed[0] if failed else ""
 
 
-def run(source: KernelTree, cache: Path, log: Callable[[str], None] = print,
+def run(tree: Path | str | None, root: BuildRoot, options: SuiteOptions,
+        log: Callable[[str], None] = print,
         only: list[str] | None = None) -> tuple[Outcome, list[Outcome]]:
-    tree = private_copy(source, cache)
-    log(f"clean tree {tree}: building (first time: a full build) and running the suite")
+    """The clean tree, then each mutant (those whose name contains one of `only`)."""
+    cache = root.cache
     results = cache / "mutation" / "results"
-    built, failed, secs, first = _suite(tree, cache, results)
-    clean = Outcome("clean tree", built, failed, secs, first)
-    log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
-    outcomes = []
-    for mutant in MUTANTS:
-        if only and not any(o in mutant.name for o in only):
-            continue
-        path = tree / mutant.path
-        original = path.read_text()
-        if original.count(mutant.old) != 1:
-            log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}; skipped")
-            continue
-        path.write_text(original.replace(mutant.old, mutant.new))
-        try:
-            built, failed, secs, first = _suite(tree, cache, results)
-        finally:
-            path.write_text(original)
-        outcomes.append(Outcome(mutant.name, built, failed, secs, first))
-        log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)")
+    with mutable_tree(tree, root) as copy:
+        log(f"clean tree {copy}: building (first time: a full build) and running the suite")
+        built, failed, secs, first = _suite(copy, cache, options, results)
+        clean = Outcome("clean tree", built, failed, secs, first)
+        log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
+        outcomes = []
+        for mutant in MUTANTS:
+            if only and not any(o in mutant.name for o in only):
+                continue
+            path = copy / mutant.path
+            original = path.read_text()
+            if original.count(mutant.old) != 1:
+                log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}; skipped")
+                continue
+            path.write_text(original.replace(mutant.old, mutant.new))
+            try:
+                built, failed, secs, first = _suite(copy, cache, options, results)
+            finally:
+                path.write_text(original)
+            outcomes.append(Outcome(mutant.name, built, failed, secs, first))
+            log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)")
     return clean, outcomes
 
 

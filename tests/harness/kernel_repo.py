@@ -1,4 +1,4 @@
-"""A git repository made from the default tree, standing in for a kernel developer's tree.
+"""A git repository made from a Debian source tree, standing in for a kernel developer's tree.
 
 Made once per cache (a copy plus `git add`, ~2 min); tests never write into its checkout
 except the bisect test, which moves it with `git bisect` the way a developer would and puts
@@ -33,10 +33,10 @@ HARMLESS = Edit("rust: iommu: pgtable: say why map_pages is unsafe", RUST_FILE,
                 "    // (iopt-hil test patch: a comment only)\n    pub unsafe fn map_pages(\n")
 
 
-def kernel_repo(cache: Path, source: Path) -> Path:
-    dest = cache / "selftest" / "linux-git"
+def kernel_repo(cache: Path, source: Path, name: str = "linux-git") -> Path:
+    dest = cache / "selftest" / name
     done = dest.parent / "linux-git.done"
-    with locked(cache / "selftest.lock"):
+    with locked(cache / f"selftest-{name}.lock"):
         if not done.exists():
             if dest.exists():
                 shutil.rmtree(dest)

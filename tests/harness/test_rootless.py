@@ -84,7 +84,7 @@ def test_a_normal_user_builds_boots_and_passes_from_nothing(account):
     clone = home / "iopt-hil"
     copy_checkout(account, str(clone))
     started = time.monotonic()
-    unit = as_user(account, f"cd {clone} && ./iopt-hil selftest tests/unit -q -p no:cacheprovider",
+    unit = as_user(account, f"cd {clone} && ./iopt-hil selftest tests/unit -q -p no:cacheprovider --basetemp $HOME/pytest-tmp",
                    timeout=900)
     assert unit.returncode == 0, unit.stdout[-3000:]
     unit_s = time.monotonic() - started

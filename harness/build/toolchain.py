@@ -64,7 +64,8 @@ class HostToolchain:
         self.info = ToolchainInfo("host", host_versions())
 
     def argv(self, argv: Sequence[str], binds: Sequence[Bind] = ()) -> list[str]:
-        return list(argv)
+        """In its own namespaces too: a killed harness leaves no compiler behind."""
+        return unshare_argv() + list(argv)
 
     def run(self, argv: Sequence[str], binds: Sequence[Bind] = (), *, cwd: Path | None = None,
             stdout: int | IO[Any] | None = None, check: bool = True,

@@ -13,6 +13,7 @@ from typing import Callable
 from ..errors import BuildError, ConfigError, TreeError
 from ..build.kbuild import KernelBuild
 from ..build.pipeline import BuildRequest, prepare
+from ..build.toolchain import die_with_parent
 from ..build.worktree import PrivateWorktree, Revision
 from ..resources import checkout
 from ..results.reports import CaseResult, counts, read_junit
@@ -80,7 +81,8 @@ def run_child_suite(tree: Path, options: SuiteOptions, results: Path) -> SuiteOu
     env = dict(os.environ, **({"IOPT_HIL_CACHE": str(options.cache)} if options.cache else {}))
     with open(results / "run.log", "w") as logf:
         status = subprocess.call(run_argv(tree, options, results), cwd=checkout() or Path.cwd(),
-                                 env=env, stdout=logf, stderr=subprocess.STDOUT)
+                                 env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                 preexec_fn=die_with_parent)  # a killed verify takes it along
     junit = results / "junit.xml"
     cases, props = read_junit(junit) if junit.exists() else ([], {})
     return SuiteOutcome(status, cases, props)

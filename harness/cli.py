@@ -119,6 +119,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
+    if args.detach or args.name:
+        return _shell_detached(args)
     prepared = _prepare(args)
     with Machine(prepared.build, prepared.root, progress=log) as machine:
         ssh = machine.require_ssh()
@@ -139,6 +141,118 @@ def cmd_shell(args: argparse.Namespace) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def _shell_detached(args: argparse.Namespace) -> int:
+    from .workflows import live
+
+    if not (args.detach and args.name):
+        raise HarnessError("--name and --detach go together: `iopt-hil shell --name NAME --detach`")
+    live.check_free(cache_root(), args.name)
+    _prepare(args)  # build here, with progress; the server then finds it cached
+    argv = [sys.executable, "-m", "harness", "serve-guest", args.name,
+            *build_args(args.tree, args.toolchain, _fragments(args))]
+    log(f"starting guest {args.name!r}")
+    state = live.start_detached(cache_root(), args.name, argv, log)
+    print(f"guest {state.name}: {state.release}, up (server pid {state.pid})")
+    print(f"  run directory: {state.rundir}")
+    print(f"  console log:   {state.console_log}")
+    print(f"  ssh:           {shlex.join(state.ssh_argv())}")
+    print(f"  or:            iopt-hil ssh {state.name} [COMMAND]   (walk, console, ps, stop likewise)")
+    return 0
+
+
+def cmd_serve_guest(args: argparse.Namespace) -> int:
+    from .workflows import live
+
+    return live.serve(cache_root(), args.name, prepare(_request(args), lambda m: print(m, flush=True)))
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    from .guest.ssh import SshChannel
+    from .workflows import live
+
+    state = live.read_state(cache_root(), args.name)
+    if live.status_of(state) != "running":
+        raise HarnessError(f"guest {args.name!r} is {live.status_of(state)}")
+    if args.remote:
+        ssh = SshChannel(state.ssh_port, Path(state.key))
+        try:
+            result = ssh.run(shlex.join(args.remote), timeout=args.timeout)
+        finally:
+            ssh.close()
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.status
+    if shutil.which("ssh") is None:
+        raise HarnessError("no ssh client on this host: pass a command, `iopt-hil ssh NAME CMD`")
+    return subprocess.call(state.ssh_argv())
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from .workflows import live
+
+    state = live.read_state(cache_root(), args.name)
+    path = Path(state.console_log or live.live_dir(cache_root()) / args.name / "console.log")
+    with open(path, errors="replace") as console:
+        sys.stdout.write(console.read())
+        if args.no_follow:
+            return 0
+        try:
+            while live.status_of(read := live.read_state(cache_root(), args.name)) in ("running", "starting"):
+                line = console.readline()
+                if line:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.2)
+            log(f"guest {args.name!r} is {live.status_of(read)}")
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from .workflows import live
+
+    guests = live.list_guests(cache_root())
+    if not guests:
+        print("no named guests")
+        return 0
+    print(f"{'NAME':16} {'STATE':8} {'UPTIME':>8} {'SSH':>6} {'RELEASE':14} TREE")
+    for g in guests:
+        status = live.status_of(g)
+        up = f"{(time.time() - g.started) / 60:.0f} min" if status == "running" else "-"
+        print(f"{g.name:16} {status:8} {up:>8} {g.ssh_port or '-':>6} {g.release or '-':14} "
+              f"{g.tree or '-'} (build {g.build_key or '-'})")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from .workflows import live
+
+    live.stop(cache_root(), args.name, log)
+    log(f"guest {args.name!r} stopped and removed")
+    return 0
+
+
+def cmd_walk(args: argparse.Namespace) -> int:
+    import json
+
+    from .pgtable.dump import TableDump, Range, format_dump
+    from .workflows import live
+
+    answer = live.call(live.read_state(cache_root(), args.name), {"op": "walk", "id": args.id})
+    tables = answer["tables"]
+    if args.json:
+        print(json.dumps(tables, indent=1))
+        return 0
+    if not tables:
+        print("the module holds no tables")
+    for t in tables:
+        ranges = [Range(**r) for r in t.pop("ranges")]
+        print(format_dump(TableDump(ranges=ranges, **t)))
     return 0
 
 
@@ -237,6 +351,9 @@ def parser() -> argparse.ArgumentParser:
             GRANULE.register(sp.add_argument)  # with pytest-xdist's -n N, N guests in parallel
         if name == "shell":
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
+            sp.add_argument("--name", help="name the guest (with --detach)")
+            sp.add_argument("--detach", action="store_true",
+                            help="leave the guest running; use ssh/console/walk/stop NAME")
         sp.set_defaults(func=func)
     sp = sub.add_parser("verify", help="build base and head (or base + patches) in a private "
                         "worktree, run the suite on both, report regressions (exit 1)")
@@ -258,6 +375,30 @@ def parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--only", action="append", help="run mutants whose name contains this")
     sp.set_defaults(func=cmd_mutate)
+    sp = sub.add_parser("serve-guest", help=argparse.SUPPRESS)  # what `shell --detach` starts
+    common(sp)
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_serve_guest)
+    sp = sub.add_parser("ssh", help="run a command in a named guest (or log in)")
+    sp.add_argument("name")
+    sp.add_argument("remote", nargs=argparse.REMAINDER, help="command (default: a login shell)")
+    sp.add_argument("--timeout", type=float, default=600.0, help="seconds the command may take")
+    sp.set_defaults(func=cmd_ssh)
+    sp = sub.add_parser("console", help="follow a named guest's serial console")
+    sp.add_argument("name")
+    sp.add_argument("--no-follow", action="store_true", help="print what it said so far and exit")
+    sp.set_defaults(func=cmd_console)
+    sp = sub.add_parser("ps", help="list named guests: name, state, uptime, SSH port, tree")
+    sp.set_defaults(func=cmd_ps)
+    sp = sub.add_parser("stop", help="shut a named guest down and remove what it made")
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_stop)
+    sp = sub.add_parser("walk", help="decode, from the host, the page tables a named guest's "
+                        "module holds")
+    sp.add_argument("name")
+    sp.add_argument("id", nargs="?", type=int, help="one table (default: every table)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_walk)
     sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees, "
                         "private worktrees too)")
     sp.add_argument("--all", action="store_true")

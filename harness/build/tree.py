@@ -92,8 +92,10 @@ def _unpacked(root: BuildRoot, package: str, version: str, tarball: Path, origin
             tmp.mkdir(parents=True, exist_ok=True)
             with tarfile.open(tarball) as tar:
                 # Debian's own tarball; `filter` exists from Python 3.11.4 (bookworm has 3.11.2)
-                trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, **trusted)
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="fully_trusted")
+                else:
+                    tar.extractall(tmp)
             (tmp / package).rename(dest)
             tmp.rmdir()
             (dest / ".unpacked").write_text(version + "\n")

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from ..build.buildroot import BuildRoot, remove_tree
 from ..build.cachedir import locked
 from .cpio import CpioWriter, Member, members_from_dir
+from .guest_tools import DEBUGFS_CTL, IOPT
 from ..errors import ImageError, ToolchainError
 from ..build.toolchain import Bind
 from ..build.arch import ARM64 as ARCH
@@ -22,7 +23,6 @@ GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libto
                   "libtommath1", "libgmp10", "zlib1g")
 READY = "IOPT-HIL-READY"
 MODULE_FAILED = "IOPT-HIL-MODULE-FAILED"
-DEBUGFS_CTL = "/sys/kernel/debug/iopt_hil/ctl"
 
 INIT = f"""#!/bin/sh
 # iopt-hil guest init: mounts, network, sshd with the run's key, the test module.
@@ -86,6 +86,7 @@ def base_members(sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()
         Member.directory("usr/lib/modules/kunit"),
         *[Member.file(f"usr/lib/modules/kunit/{m.name}", m.read_bytes()) for m in extra_modules],
         Member.file("init", INIT.encode(), 0o755),
+        Member.file("usr/bin/iopt", IOPT.encode(), 0o755),
         Member.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
         Member.file("etc/group", b"root:x:0:\n"),
         Member.file("etc/shells", b"/bin/sh\n"),
@@ -125,7 +126,7 @@ def build_initramfs(root: BuildRoot, module: Path, rundir: Path, authorized_key:
     """Base archive (cached by module content) + per-run key archive, concatenated."""
     sysroot = guest_sysroot(root, progress)
     digest = hashlib.sha256(b"".join(m.read_bytes() for m in (module, *extra_modules))
-                            + INIT.encode()).hexdigest()[:16]
+                            + INIT.encode() + IOPT.encode()).hexdigest()[:16]
     base = root.cache / "guest" / f"base-{digest}.cpio"
     with locked(root.cache / "guest.lock"):
         if not base.exists():

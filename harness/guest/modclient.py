@@ -19,7 +19,7 @@ from typing import Callable
 import paramiko
 
 from ..errors import ChannelError, ContractViolation, ModuleError
-from .initramfs import DEBUGFS_CTL
+from .guest_tools import DEBUGFS_CTL
 from .ssh import SshChannel
 
 PROTOCOL = 2

@@ -320,7 +320,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
     for stale in sweep_stale():
         log(f"removed stale {stale}")
     targets = [cache / "builds", cache / "guest"] + ([
-        cache / "root", cache / "trees", cache / "worktrees", cache / "selftest", cache / "mutation"]
+        cache / "root", cache / "root-sid", cache / "trees", cache / "debs", cache / "worktrees",
+        cache / "selftest", cache / "mutation", cache / "tools"]
         if args.all else [])
     for target in targets:
         if target.exists():

@@ -92,26 +92,34 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
     frag_digest = kconfig.digest(texts)
     key = build_key(tree, frag_digest, toolchain.info.key())
     bdir = cache / "builds" / key
-    out, moddir, log = bdir / "out", bdir / "module", bdir / "build.log"
+    # One kernel per key; one module build per module source, beside it: two checkouts of the
+    # harness (or a wheel and a checkout) with different modules share the kernel and never
+    # rebuild or replace each other's module.
+    modules = module_digest()
+    out, moddir, log = bdir / "out", bdir / f"module-{modules[:16]}", bdir / "build.log"
     with locked(cache / "builds" / f"{key}.lock"):
         out.mkdir(parents=True, exist_ok=True)
         content = fingerprint(tree.path)
         identity = identify(tree, source, content)
-        inputs = hashlib.sha256("\0".join([content, frag_digest, module_digest(), api.rustflags(),
-                                           toolchain.info.key()]).encode()).hexdigest()
-        stamp = bdir / "stamp.json"
+        kernel_inputs = hashlib.sha256("\0".join([content, frag_digest, toolchain.info.key()])
+                                       .encode()).hexdigest()
+        module_inputs = hashlib.sha256("\0".join([kernel_inputs, modules, api.rustflags()])
+                                       .encode()).hexdigest()
+        stamp, module_stamp = bdir / "stamp.json", moddir / "stamp"
         previous = json.loads(stamp.read_text()) if stamp.exists() else {}
         artifacts = (out / ARCH.image, out / "vmlinux", moddir / f"{MODULE_NAME}.ko")
-        rebuilt = True
-        if previous.get("inputs") == inputs and all(a.exists() for a in artifacts):
-            rebuilt = False
+        kernel_current = previous.get("inputs") == kernel_inputs and all(a.exists() for a in artifacts[:2])
+        module_current = (kernel_current and artifacts[2].exists() and module_stamp.exists()
+                          and module_stamp.read_text() == module_inputs)
+        rebuilt = not (kernel_current and module_current)
+        if not rebuilt:
             progress(f"kernel build {key}: nothing changed, make skipped")
         else:
             make = ["make", "-C", str(tree.path), f"O={out}", f"ARCH={ARCH.name}", "LLVM=1",
                     f"-j{jobs or os.cpu_count() or 2}"]
             binds = [Bind(tree.path, readonly=True), Bind(bdir)]
             configuring = not _config_current(out, bdir, frag_digest)
-            expected = expected_steps(previous, configuring)
+            expected = expected_steps(previous, configuring) if not kernel_current else None
             monitor = LogMonitor(log, KBUILD_STEP, "kernel build", expected,
                                  on_steps or periodic_lines(progress))
             with open(log, "wb") as logf, monitor:  # one build per log: results keep a copy
@@ -123,11 +131,15 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                     except ToolchainError as exc:
                         raise BuildError(f"{what} failed for {tree.path}", str(log),
                                          _tail(log)) from exc
-                _configure(step, make, out, bdir, texts, frag_digest, progress)
-                progress(f"kernel build {key}: make Image modules (log: {log})")
-                step("kernel", make + ["Image", "modules"])
+                if kernel_current:
+                    progress(f"kernel build {key}: kernel unchanged; building this test module")
+                else:
+                    _configure(step, make, out, bdir, texts, frag_digest, progress)
+                    progress(f"kernel build {key}: make Image modules (log: {log})")
+                    step("kernel", make + ["Image", "modules"])
                 sync_module(moddir)
                 progress("kernel build: test module")
+                module_stamp.unlink(missing_ok=True)
                 try:
                     step("module", make + [f"M={moddir}", f"IOPT_HIL_RUSTFLAGS={api.rustflags()}", "modules"])
                 except BuildError as exc:
@@ -135,9 +147,12 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                         "the test module does not build against this tree's kernel::iommu::pgtable "
                         f"API (probed: {api.describe()}; see the compiler errors below)",
                         str(log), exc.tail) from exc
-            counts = {"steps": monitor.count,
-                      "cold_steps": monitor.count if configuring else previous.get("cold_steps")}
-            stamp.write_text(json.dumps({"inputs": inputs, "identity": asdict(identity), **counts}))
+                module_stamp.write_text(module_inputs)
+            if not kernel_current:
+                counts = {"steps": monitor.count,
+                          "cold_steps": monitor.count if configuring else previous.get("cold_steps")}
+                stamp.write_text(json.dumps({"inputs": kernel_inputs, "identity": asdict(identity),
+                                             **counts}))
         release = (out / RELEASE_FILE).read_text().strip()
         elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
         kunit = tuple(elfcheck.kunit_modules(out))

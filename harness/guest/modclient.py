@@ -22,7 +22,7 @@ from ..errors import ChannelError, ContractViolation, ModuleError
 from .guest_tools import DEBUGFS_CTL
 from .ssh import SshChannel
 
-PROTOCOL = 2
+PROTOCOL = 3
 MAX_LINE = 1 << 16  # bytes in one reply line; the module's longest is a few hundred
 MAX_LINES = 1 << 18  # lines in one call's output; a batch answers one line per request
 _SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
@@ -180,6 +180,16 @@ class ModuleClient:
         status = next((int(line[3:]) for line in out if re.fullmatch(r"@@W\d+", line)), -1)
         return status, [line for line in out if not re.fullmatch(r"@@W\d+", line)]
 
+    def raw_bytes(self, data: bytes) -> tuple[int, list[str]]:
+        """Write arbitrary bytes (invalid UTF-8 too) as one batch, through the shell's builtin
+        `echo -ne` (one write()); returns (write's exit status, reply lines). No checks."""
+        safe = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 =|_.,:#-")
+        text = "".join(chr(b) if b in safe else f"\\0{b:03o}" for b in data)
+        out = self.shell(f"echo -ne '{text}' > {DEBUGFS_CTL}; echo \"@@W$?\"; "
+                         f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}")
+        status = next((int(line[3:]) for line in out if re.fullmatch(r"@@W\d+", line)), -1)
+        return status, [line for line in out if not re.fullmatch(r"@@W\d+", line)]
+
     def batch(self, requests: list[str]) -> list[Reply]:
         for r in requests:
             if not _SAFE.match(r):
@@ -234,3 +244,16 @@ class ModuleClient:
 
     def iova_to_phys(self, table: int, iova: int) -> int:
         return self.request(req("iova_to_phys", id=table, iova=iova)).ok().num("phys")
+
+    def record(self, table: int) -> list[tuple[int, int, int]]:
+        """The module's record of a table: its runs (iova, size, pgsize), read page by page."""
+        runs: list[tuple[int, int, int]] = []
+        start = 0
+        while True:
+            r = self.request(req("record", id=table, start=start)).ok()
+            for word in filter(None, r.fields.get("runs", "").split(",")):
+                iova, size, pgsize = (int(x, 0) for x in word.split(":"))
+                runs.append((iova, size, pgsize))
+            if "next" not in r.fields:
+                return runs
+            start = r.num("next")

@@ -8,7 +8,7 @@
 //! the C error paths; they still keep the record up to date.
 
 use crate::{
-    record::{Geometry, Run},
+    record::{believable, span, Geometry, Run},
     registry::{Registry, Table},
     request::{MapRequest, Request, UnmapRequest, PROTOCOL},
     Out, State,
@@ -63,12 +63,44 @@ pub(crate) fn execute(state: &State, request: &Request, out: &mut Out) -> FmtRes
         Request::Map(m) => map(tables, m, out),
         Request::Unmap(u) => unmap(tables, u, out),
         Request::IovaToPhys { id, iova } => iova_to_phys(tables, *id, *iova, out),
+        Request::Record { id, start } => record(tables, *id, *start, out),
         Request::Trigger(what) => crate::trigger(state, *what, out),
     }
 }
 
 fn refuse(out: &mut Out, err: Error, why: &str) -> FmtResult {
     writeln!(out, "ret={} src=check why=\"{}\"", err.to_errno(), why)
+}
+
+/// The reply when [`crate::registry::Entry::begin`] fails: the record is full or memory is.
+fn not_begun(out: &mut Out, err: Error) -> FmtResult {
+    if err == ENOSPC {
+        refuse(out, ENOSPC, "record full (MAX_RUNS runs in this table)")
+    } else {
+        writeln!(out, "ret={} src=module", err.to_errno())
+    }
+}
+
+/// Runs a `record` page shows at most (keeps the reply line short).
+const RECORD_PAGE: usize = 64;
+
+/// The record of a table: up to [`RECORD_PAGE`] runs from `start` on, `next=` the iova to ask
+/// from for the rest.
+fn record(tables: &Mutex<Registry>, id: u64, start: u64, out: &mut Out) -> FmtResult {
+    let reg = tables.lock();
+    let Some(e) = reg.get(id) else {
+        return refuse(out, ENOENT, "no such table");
+    };
+    write!(out, "ret=0 runs=")?;
+    let mut runs = e.record.runs().iter().filter(|r| r.iova >= start);
+    for (i, r) in runs.by_ref().take(RECORD_PAGE).enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{}{:#x}:{:#x}:{:#x}", sep, r.iova, r.size, r.pgsize)?;
+    }
+    match runs.next() {
+        Some(r) => writeln!(out, " next={:#x}", r.iova),
+        None => writeln!(out),
+    }
 }
 
 fn describe(id: u32, table: &Table, g: Geometry, out: &mut Out) -> FmtResult {
@@ -151,8 +183,10 @@ const KNOWN_PROT: u64 =
     (prot::READ | prot::WRITE | prot::CACHE | prot::NOEXEC | prot::MMIO | prot::PRIVILEGED) as u64;
 
 fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
-    let size = m.pgsize.wrapping_mul(m.pgcount);
-    let end = m.iova.wrapping_add(size);
+    let size = m.pgsize.checked_mul(m.pgcount);
+    // What the call may touch; for a checked request (which passed the checks) exactly
+    // `[iova, iova + size)`.
+    let (start, end) = span(m.iova, m.pgsize, m.pgcount);
     let (table, op) = {
         let mut reg = tables.lock();
         let Some(e) = reg.get_mut(m.id) else {
@@ -175,23 +209,25 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
             if e.record.overlaps(m.iova, end) {
                 return refuse(out, EEXIST, "overlaps an existing mapping");
             }
-            if e.busy(m.iova, end) {
-                return refuse(out, EBUSY, "overlaps an operation in flight");
-            }
+        }
+        // Unchecked requests too: io-pgtable's walks and frees of one range must never run
+        // beside another request's on the same range.
+        if e.busy(start, end) {
+            return refuse(out, EBUSY, "overlaps an operation in flight");
         }
         // Room for the run this map records, taken now: once io-pgtable has mapped something,
         // recording it must not fail.
-        match e.begin(m.iova, end, 1) {
+        match e.begin(start, end, 1) {
             Ok(op) => (e.table.clone(), op),
-            Err(_) => return writeln!(out, "ret=-12 src=module"),
+            Err(err) => return not_begun(out, err),
         }
     };
     // SAFETY: for `map`, the checks above found nothing recorded in the range (the record holds
     // every mapping made here: room to record one is taken before the call), and the range is
-    // busy until the record is updated, so no other checked request (nor `iova_to_phys`)
-    // touches it meanwhile. No device ever walks the table, so any paddr may be mapped.
-    // `map_unchecked` skips these checks to break the contract on purpose: io-pgtable-arm
-    // detects a map over a mapping and fails with -EEXIST.
+    // busy until the record is updated, so no other request (of any verb) touches it
+    // meanwhile. No device ever walks the table, so any paddr may be mapped. `map_unchecked`
+    // skips the record checks to break the contract on purpose (io-pgtable-arm detects a map
+    // over a mapping and fails with -EEXIST), but not the busy range.
     let (mapped, res) = unsafe {
         table.pgt.map_pages(
             m.iova as usize,
@@ -206,11 +242,20 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     };
+    // Never record more than io-pgtable says it mapped and the table shows: a `mapped` that
+    // is not a believable prefix of the request (io-pgtable-arm reports one near 2^64 for a
+    // pgcount it reads as a negative int) is checked leaf by leaf with `iova_to_phys` while
+    // the range is still busy, and only the prefix found mapped is recorded.
+    let recorded = if believable(m.iova, m.pgsize, size, mapped as u64) {
+        mapped as u64
+    } else {
+        probe(&table, m)
+    };
     let mut reg = tables.lock();
     // The entry is still there: `destroy` refuses while a range is busy.
     if let Some(e) = reg.get_mut(m.id) {
         let slots = e.finish(op);
-        if mapped == 0 {
+        if recorded == 0 {
             e.record.release(slots);
         } else if e
             .record
@@ -218,7 +263,7 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
                 slots,
                 Run {
                     iova: m.iova,
-                    size: mapped as u64,
+                    size: recorded,
                     pgsize: m.pgsize,
                 },
             )
@@ -232,12 +277,65 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
             );
         }
     }
+    if recorded != mapped as u64 {
+        return writeln!(
+            out,
+            "ret={} src=pgtable mapped={:#x} recorded={:#x} why=\"io-pgtable reported more \
+             than it was asked to map; only what the table shows is recorded\"",
+            ret, mapped, recorded
+        );
+    }
     writeln!(out, "ret={} src=pgtable mapped={:#x}", ret, mapped)
 }
 
+/// Leaves checked by [`probe`] at most.
+const PROBE_LEAVES: u64 = 4096;
+
+/// The prefix of `m` that the table really maps (each leaf translating to its own paddr), found
+/// with `iova_to_phys`, for when io-pgtable's `mapped` cannot be believed. The caller holds the
+/// range busy. A leaf mapped at paddr 0 reads like no leaf, so such a prefix is not recorded:
+/// the record errs towards holding less, and checked maps over it fail in C with -EEXIST.
+fn probe(table: &Table, m: &MapRequest) -> u64 {
+    let Some(ias) = table_ias(table) else {
+        return 0;
+    };
+    let mut done = 0u64;
+    for i in 0..m.pgcount.min(PROBE_LEAVES) {
+        let (Some(off), Some(pa)) = (
+            i.checked_mul(m.pgsize),
+            i.checked_mul(m.pgsize).and_then(|o| m.paddr.checked_add(o)),
+        ) else {
+            break;
+        };
+        let Some(leaf) = m.iova.checked_add(off) else {
+            break;
+        };
+        if leaf >> ias != 0 || pa == 0 || phys_of(table, leaf) != Some(pa) {
+            break;
+        }
+        done = off + m.pgsize;
+    }
+    done
+}
+
+fn table_ias(table: &Table) -> Option<u32> {
+    // SAFETY: `raw_cfg` points into the table, which `table` keeps alive; the config is only
+    // written when the table is created.
+    let ias = unsafe { (*table.pgt.raw_cfg()).ias };
+    (ias < 64).then_some(ias)
+}
+
+/// `iova_to_phys` of io-pgtable, for an iova below 2^ias that the caller holds busy.
+fn phys_of(table: &Table, iova: u64) -> Option<u64> {
+    let ops = table.pgt.raw_ops();
+    // SAFETY: `ops` belongs to the table, which `table` keeps alive. The walk only reads the
+    // table, and the caller holds `iova` busy, so no other request frees the tables it walks.
+    unsafe { (*ops).iova_to_phys.map(|f| f(ops, iova as usize) as u64) }
+}
+
 fn unmap(tables: &Mutex<Registry>, u: &UnmapRequest, out: &mut Out) -> FmtResult {
-    let size = u.pgsize.wrapping_mul(u.pgcount);
-    let end = u.iova.wrapping_add(size);
+    // What the call may touch (and free); for a checked request exactly `[iova, iova + size)`.
+    let (start, end) = span(u.iova, u.pgsize, u.pgcount);
     let (table, op) = {
         let mut reg = tables.lock();
         let Some(e) = reg.get_mut(u.id) else {
@@ -247,9 +345,12 @@ fn unmap(tables: &Mutex<Registry>, u: &UnmapRequest, out: &mut Out) -> FmtResult
             if let Err((err, why)) = e.geometry.check_iova(u.iova, u.pgsize, u.pgcount) {
                 return refuse(out, err, why);
             }
-            if e.busy(u.iova, end) {
-                return refuse(out, EBUSY, "overlaps an operation in flight");
-            }
+        }
+        // Unchecked requests too: an unmap frees tables another request may be walking.
+        if e.busy(start, end) {
+            return refuse(out, EBUSY, "overlaps an operation in flight");
+        }
+        if u.checked {
             if !e.record.tiled(u.iova, end, u.pgsize) {
                 return refuse(
                     out,
@@ -261,15 +362,15 @@ fn unmap(tables: &Mutex<Registry>, u: &UnmapRequest, out: &mut Out) -> FmtResult
         // Room for the runs forgetting may split, taken now: once io-pgtable has unmapped
         // something, forgetting it must not fail.
         let runs = e.record.forget_slots(u.iova);
-        match e.begin(u.iova, end, runs) {
+        match e.begin(start, end, runs) {
             Ok(op) => (e.table.clone(), op),
-            Err(_) => return writeln!(out, "ret=-12 src=module"),
+            Err(err) => return not_begun(out, err),
         }
     };
     // SAFETY: for `unmap`, the record shows the range exactly covered by earlier mappings (of
     // leaves no larger than pgsize), and the range is busy until the record is updated, so no
-    // other checked request (nor `iova_to_phys`) touches it meanwhile. `unmap_unchecked` skips
-    // these checks to break the contract on purpose.
+    // other request (of any verb) touches it meanwhile. `unmap_unchecked` skips the record
+    // checks to break the contract on purpose, but not the busy range.
     let unmapped = unsafe {
         table
             .pgt
@@ -283,7 +384,7 @@ fn unmap(tables: &Mutex<Registry>, u: &UnmapRequest, out: &mut Out) -> FmtResult
             e.record.release(slots);
         } else if e
             .record
-            .forget(slots, u.iova, u.iova.wrapping_add(unmapped as u64))
+            .forget(slots, u.iova, u.iova.saturating_add(unmapped as u64))
             .is_err()
         {
             // Only if an unchecked request changed the record meanwhile and memory ran out; the
@@ -313,14 +414,11 @@ fn iova_to_phys(tables: &Mutex<Registry>, id: u64, iova: u64, out: &mut Out) -> 
         }
         match e.begin(iova, end, 0) {
             Ok(op) => (e.table.clone(), op),
-            Err(_) => return writeln!(out, "ret=-12 src=module"),
+            Err(err) => return not_begun(out, err),
         }
     };
-    let ops = table.pgt.raw_ops();
-    // SAFETY: `ops` belongs to the table, which `table` keeps alive. The walk only reads the
-    // table; `iova` is busy meanwhile, so no checked unmap can free the tables it walks (an
-    // `_unchecked` request ignores busy ranges, which is what those requests are for).
-    let phys = unsafe { (*ops).iova_to_phys.map(|f| f(ops, iova as usize)) };
+    // `iova` is busy meanwhile and below 2^ias (checked above).
+    let phys = phys_of(&table, iova);
     let mut reg = tables.lock();
     if let Some(e) = reg.get_mut(id) {
         let slots = e.finish(op);

@@ -22,6 +22,7 @@
 //! unmap id=N iova=A pgsize=S pgcount=C
 //! unmap_unchecked id=N iova=A pgsize=S pgcount=C
 //! iova_to_phys id=N iova=A
+//! record id=N [start=A]            (the mapping record: up to 64 runs from iova A on)
 //! trigger what=warn|panic|hang      (harness self-tests: a WARN, a panic, a hard hang)
 //! ```
 //!
@@ -31,6 +32,20 @@
 //! keep a record of every mapping so that `map_pages`/`unmap_pages` are only called within their
 //! Rust safety contract. The `_unchecked` variants skip that record (but still keep it up to
 //! date) so that tests can provoke the C-level error paths on purpose.
+//!
+//! Limits, each answered with an errno rather than reaching kmalloc's limit: a write of more
+//! than `MAX_BATCH` bytes or `MAX_REQUESTS` requests is refused (`E2BIG`, nothing runs); once
+//! a batch's reply nears `MAX_REPLY` bytes, its remaining requests are not run and each answers
+//! `ret=-7 src=module`; a table records at most `record::MAX_RUNS` runs (`ENOSPC`); at most
+//! 256 tables (`ENOSPC`). A refused write replaces the writer's reply with one
+//! `batch-error ret=<errno> why=...` line (or nothing, if even that cannot be stored): the
+//! replies of an earlier batch are never read as if they answered it.
+//!
+//! Reply slots: one per live writing process, `MAX_REPLY_SLOTS` at most, keyed by the process
+//! itself (a reference to its group leader, so a reused pid is a different process). When
+//! every slot is taken, slots of processes that have been reaped are freed; if none has, the
+//! write is refused with `EBUSY` and nothing runs. A live process's reply is never evicted, so
+//! no process reads another's reply or a stale one.
 //!
 //! Layout: this file is the crate root (`module!`, the debugfs file, per-process reply routing
 //! and the `trigger` self-test faults); `request.rs` is the grammar (one verb table building
@@ -53,7 +68,8 @@ use kernel::{
     device::{Bound, Device},
     faux, new_mutex,
     prelude::*,
-    sync::Mutex,
+    sync::{aref::ARef, Mutex},
+    task::Task,
     uaccess::UserSliceReader,
 };
 use registry::Registry;
@@ -68,10 +84,28 @@ module! {
 }
 
 const MAX_BATCH: usize = 1 << 20;
+const MAX_REQUESTS: usize = 4096;
+const MAX_REPLY: usize = 1 << 20;
+/// No reply line is longer (the longest, `list` of 256 ids and a `record` page, are ~3 KiB).
+const MAX_REPLY_LINE: usize = 8192;
+/// The line of a request not run because the reply is full (index, verb, errno) fits in this.
+const CUT_LINE: usize = 64;
 const MAX_REPLY_SLOTS: usize = 64;
 
-/// The last reply of each writing process (thread-group id).
-struct Replies(KVec<(i32, KVec<u8>)>);
+/// The last reply of each writing process.
+struct Slot {
+    /// The process's group leader: held, so its address names this process and no other.
+    owner: ARef<Task>,
+    text: KVec<u8>,
+}
+
+struct Replies(KVec<Slot>);
+
+impl Replies {
+    fn find(&mut self, me: &Task) -> Option<&mut Slot> {
+        self.0.iter_mut().find(|s| core::ptr::eq(&*s.owner, me))
+    }
+}
 
 #[pin_data]
 pub(crate) struct State {
@@ -118,37 +152,77 @@ impl kernel::Module for IoptHil {
     }
 }
 
-fn tgid() -> i32 {
-    shim::current_tgid()
-}
-
 fn show_reply(state: &State, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-    let me = tgid();
-    let replies = state.replies.lock();
-    for (pid, text) in replies.0.iter() {
-        if *pid == me {
-            return f.write_str(core::str::from_utf8(text).unwrap_or("error: reply not utf-8\n"));
-        }
-    }
-    Ok(())
-}
-
-fn store_reply(state: &State, text: KVec<u8>) -> Result {
-    let me = tgid();
+    let task = kernel::current!();
+    let me = task.group_leader();
     let mut replies = state.replies.lock();
-    replies.0.retain(|(pid, _)| *pid != me);
-    if replies.0.len() >= MAX_REPLY_SLOTS {
-        replies.0.remove(0).ok();
+    match replies.find(me) {
+        Some(slot) => {
+            f.write_str(core::str::from_utf8(&slot.text).unwrap_or("error: reply not utf-8\n"))
+        }
+        None => Ok(()),
     }
-    replies.0.push((me, text), GFP_KERNEL)?;
+}
+
+/// Empties the writer's reply slot, or gives it one: every write starts here, so nothing an
+/// earlier batch left can be read as this one's reply. `EBUSY` if every slot belongs to a live
+/// process, `ENOMEM` if the slot table cannot grow; either way the batch does not run.
+fn claim_slot(state: &State, me: &Task) -> Result {
+    let mut replies = state.replies.lock();
+    if let Some(slot) = replies.find(me) {
+        slot.text = KVec::new();
+        return Ok(());
+    }
+    if replies.0.len() >= MAX_REPLY_SLOTS {
+        // A reaped process has no pid namespace any more (its pid is detached): its slot can
+        // never be read again. Live (and zombie) processes keep theirs.
+        replies.0.retain(|s| s.owner.get_pid_ns().is_some());
+    }
+    if replies.0.len() >= MAX_REPLY_SLOTS {
+        return Err(EBUSY);
+    }
+    let owner = ARef::from(me);
+    replies.0.push(
+        Slot {
+            owner,
+            text: KVec::new(),
+        },
+        GFP_KERNEL,
+    )?;
     Ok(())
 }
 
-/// A `fmt::Write` sink that grows a `KVec`.
-pub(crate) struct Out(KVec<u8>);
+/// Stores the writer's reply in the slot [`claim_slot`] gave it (still there: only slots of
+/// reaped processes are ever freed).
+fn store_reply(state: &State, me: &Task, text: KVec<u8>) {
+    if let Some(slot) = state.replies.lock().find(me) {
+        slot.text = text;
+    }
+}
+
+/// A refused write: its reply is one line saying why (if memory allows), and its errno.
+fn refuse_batch(state: &State, me: &Task, err: Error, why: &str) -> Result {
+    let mut out = Out::new(MAX_REPLY_LINE);
+    if writeln!(out, "batch-error ret={} why=\"{}\"", err.to_errno(), why).is_ok() {
+        store_reply(state, me, out.0);
+    }
+    Err(err)
+}
+
+/// A `fmt::Write` sink that grows a `KVec`, never beyond its limit.
+pub(crate) struct Out(KVec<u8>, usize);
+
+impl Out {
+    fn new(limit: usize) -> Self {
+        Out(KVec::new(), limit)
+    }
+}
 
 impl Write for Out {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.0.len() + s.len() > self.1 {
+            return Err(core::fmt::Error);
+        }
         self.0
             .extend_from_slice(s.as_bytes(), GFP_KERNEL)
             .map_err(|_| core::fmt::Error)
@@ -156,25 +230,48 @@ impl Write for Out {
 }
 
 fn run_batch(state: &State, reader: &mut UserSliceReader) -> Result {
+    let task = kernel::current!();
+    let me = task.group_leader();
+    claim_slot(state, me)?;
     if reader.len() > MAX_BATCH {
-        return Err(E2BIG);
+        return refuse_batch(state, me, E2BIG, "batch larger than MAX_BATCH bytes");
     }
     let mut buf = KVec::new();
     let len = reader.len();
-    buf.resize(len, 0u8, GFP_KERNEL)?;
-    reader.read_slice(&mut buf)?;
-    let text = core::str::from_utf8(&buf).map_err(|_| EINVAL)?;
+    if let Err(e) = buf.resize(len, 0u8, GFP_KERNEL) {
+        return refuse_batch(state, me, e.into(), "out of memory");
+    }
+    if let Err(e) = reader.read_slice(&mut buf) {
+        return refuse_batch(state, me, e, "cannot read the batch");
+    }
+    let Ok(text) = core::str::from_utf8(&buf) else {
+        return refuse_batch(state, me, EINVAL, "batch not utf-8");
+    };
 
+    let requests = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    if requests > MAX_REQUESTS {
+        return refuse_batch(state, me, E2BIG, "more than MAX_REQUESTS requests");
+    }
     let mut parsed = KVec::new();
-    let mut out = Out(KVec::new());
+    if let Err(e) = parsed.reserve(requests, GFP_KERNEL) {
+        return refuse_batch(state, me, e.into(), "out of memory");
+    }
     for (lineno, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         match request::parse(line) {
-            Ok(p) => parsed.push(p, GFP_KERNEL)?,
+            // Room for every request was reserved above.
+            Ok(p) => parsed
+                .push_within_capacity(p)
+                .map_err(|_| ENOMEM)?,
             Err(why) => {
+                let mut out = Out::new(MAX_REPLY_LINE);
                 // A reply too long for memory is cut short; the write fails either way.
                 let _ = writeln!(
                     out,
@@ -182,19 +279,34 @@ fn run_batch(state: &State, reader: &mut UserSliceReader) -> Result {
                     lineno + 1,
                     why
                 );
-                store_reply(state, out.0)?;
+                store_reply(state, me, out.0);
                 return Err(EINVAL);
             }
         }
     }
+    let mut out = Out::new(MAX_REPLY);
+    let n = parsed.len();
+    let mut cut = false;
     for (idx, p) in parsed.iter().enumerate() {
+        // Run a request only while its reply, and a cut line for each request after it, still
+        // fit; otherwise it and every later one answer E2BIG without running.
+        let room = MAX_REPLY_LINE + (n - idx) * CUT_LINE;
+        cut |= out.0.len() + room > MAX_REPLY;
+        if cut {
+            let _ = writeln!(out, "{} {} ret=-7 src=module why=\"reply full\"", idx, p.verb);
+            continue;
+        }
+        let at = out.0.len();
         let reply = write!(out, "{} {} ", idx, p.verb)
             .and_then(|()| exec::execute(state, &p.request, &mut out));
         if reply.is_err() {
-            let _ = writeln!(out, "ret=-12 src=module why=\"reply out of memory\"");
+            // Cut the partial line, keep the reply one line per request.
+            out.0.truncate(at);
+            let _ = writeln!(out, "{} {} ret=-12 src=module why=\"reply out of memory\"", idx, p.verb);
         }
     }
-    store_reply(state, out.0)
+    store_reply(state, me, out.0);
+    Ok(())
 }
 
 /// Deliberate faults, so the harness can show it notices them. Never used by contract tests.

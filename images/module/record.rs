@@ -12,6 +12,10 @@
 
 use kernel::{alloc::AllocError, prelude::*};
 
+/// At most this many runs in one table's record: a request that would need more is refused
+/// with `ENOSPC` before it reaches io-pgtable (the record never grows towards kmalloc's limit).
+pub(crate) const MAX_RUNS: usize = 8192;
+
 /// A run of same-size leaves that this module mapped: `[iova, iova + size)` in `pgsize` leaves.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Run {
@@ -87,9 +91,13 @@ impl Record {
         at == end
     }
 
-    /// Takes room for `n` more runs, on top of the room other requests hold.
-    pub(crate) fn reserve(&mut self, n: usize) -> Result<Slots, AllocError> {
-        let total = self.reserved.checked_add(n).ok_or(AllocError)?;
+    /// Takes room for `n` more runs, on top of the room other requests hold: `ENOSPC` beyond
+    /// [`MAX_RUNS`], `ENOMEM` if the room cannot be allocated.
+    pub(crate) fn reserve(&mut self, n: usize) -> Result<Slots> {
+        let total = self.reserved.checked_add(n).ok_or(ENOSPC)?;
+        if self.runs.len().saturating_add(total) > MAX_RUNS {
+            return Err(ENOSPC);
+        }
         self.runs.reserve(total, GFP_KERNEL)?;
         // INVARIANT: `reserve` left room for `total` more runs.
         self.reserved = total;
@@ -133,6 +141,9 @@ impl Record {
             .iter()
             .filter(|r| r.iova < iova && r.end() > end)
             .count();
+        if self.runs.len() + self.reserved + splits > MAX_RUNS {
+            return Err(AllocError);
+        }
         self.runs.reserve(self.reserved + splits, GFP_KERNEL)?;
         let n = self.runs.len();
         // The right-hand pieces of split runs go at the end (in the room reserved above).
@@ -177,6 +188,47 @@ impl Record {
     fn spare(&self) -> usize {
         self.runs.capacity() - self.runs.len()
     }
+}
+
+/// The range an io-pgtable call on `pgcount` leaves of `pgsize` at `iova` may touch, for the
+/// busy list: `[iova, iova + size)` widened to whole `pgsize` leaves (io-pgtable indexes by the
+/// leaf an unaligned iova falls in), saturating at the top of the address space, so that an
+/// `_unchecked` request with nonsense numbers still keeps everyone else out of what it touches.
+pub(crate) fn span(iova: u64, pgsize: u64, pgcount: u64) -> (u64, u64) {
+    let Some(align) = pgsize.max(1).checked_next_power_of_two() else {
+        return (0, u64::MAX);
+    };
+    let start = iova & !(align - 1);
+    let end = pgsize
+        .checked_mul(pgcount)
+        .and_then(|size| iova.checked_add(size))
+        .and_then(|end| end.checked_next_multiple_of(align))
+        .unwrap_or(u64::MAX);
+    (start, end.max(start))
+}
+
+/// The next table id after `last`: never 0, never one `taken` says is live, wrapping at
+/// `u32::MAX`. With fewer than `live + 1` ids taken among any `live + 1` in a row, it finds one
+/// within `live + 1` steps; `None` only if every id is taken.
+pub(crate) fn next_id(last: u32, live: usize, taken: impl Fn(u32) -> bool) -> Option<u32> {
+    let mut id = last;
+    for _ in 0..=live {
+        id = id.checked_add(1).unwrap_or(1);
+        if !taken(id) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// What the record may take from a map: `mapped` bytes from io-pgtable, if it is a whole number
+/// of `pgsize` leaves, no more than the `size` asked for, and `iova + mapped` does not wrap.
+/// Anything else is nonsense from the C side and is not believed.
+pub(crate) fn believable(iova: u64, pgsize: u64, size: Option<u64>, mapped: u64) -> bool {
+    pgsize != 0
+        && mapped % pgsize == 0
+        && size.map_or(false, |size| mapped <= size)
+        && iova.checked_add(mapped).is_some()
 }
 
 /// Why a checked request was refused: its errno and the reply's `why` text.
@@ -246,7 +298,7 @@ mod tests {
     }
 
     /// A record holding `runs`, inserted in the given order.
-    fn record(runs: &[Run]) -> Result<Record, AllocError> {
+    fn record(runs: &[Run]) -> Result<Record> {
         let mut rec = Record::new();
         for r in runs {
             let slots = rec.reserve(1)?;
@@ -256,13 +308,13 @@ mod tests {
     }
 
     /// Forgets `[iova, end)` the way an unmap does: slots first.
-    fn forget(rec: &mut Record, iova: u64, end: u64) -> Result<(), AllocError> {
+    fn forget(rec: &mut Record, iova: u64, end: u64) -> Result {
         let slots = rec.reserve(rec.forget_slots(iova))?;
-        rec.forget(slots, iova, end)
+        Ok(rec.forget(slots, iova, end)?)
     }
 
     #[test]
-    fn runs_stay_sorted() -> Result<(), AllocError> {
+    fn runs_stay_sorted() -> Result {
         let rec = record(&[run(8 * K4, K4, K4), run(0, K4, K4), run(4 * K4, K4, K4)])?;
         assert_eq!(
             rec.runs(),
@@ -272,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_exact_cover() -> Result<(), AllocError> {
+    fn tiled_exact_cover() -> Result {
         let rec = record(&[run(0, 4 * K4, K4), run(4 * K4, 4 * K4, K4)])?;
         assert!(rec.tiled(0, 8 * K4, K4));
         assert!(rec.tiled(0, K4, K4));
@@ -284,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_gaps() -> Result<(), AllocError> {
+    fn tiled_gaps() -> Result {
         let rec = record(&[run(0, K4, K4), run(2 * K4, K4, K4)])?;
         assert!(!rec.tiled(0, 3 * K4, K4));
         assert!(!rec.tiled(K4, 2 * K4, K4)); // all gap
@@ -294,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_mixed_page_sizes() -> Result<(), AllocError> {
+    fn tiled_mixed_page_sizes() -> Result {
         let rec = record(&[run(0, M2, K4), run(M2, M2, M2), run(2 * M2, 2 * K4, K4)])?;
         assert!(rec.tiled(0, 2 * M2 + 2 * K4, M2));
         assert!(!rec.tiled(0, 2 * M2, K4)); // the 2M leaf is larger than pgsize
@@ -303,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_larger_leaf_than_pgsize() -> Result<(), AllocError> {
+    fn tiled_larger_leaf_than_pgsize() -> Result {
         let rec = record(&[run(0, 2 * M2, M2)])?;
         assert!(!rec.tiled(0, K4, K4));
         assert!(!rec.tiled(M2, M2 + K4, K4));
@@ -314,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_inside_a_run_on_leaf_boundaries() -> Result<(), AllocError> {
+    fn tiled_inside_a_run_on_leaf_boundaries() -> Result {
         let rec = record(&[run(0, 16 * K4, K4)])?;
         assert!(rec.tiled(5 * K4, 7 * K4, K4));
         assert!(!rec.tiled(0x800, 0x1800, K4)); // not on a leaf boundary
@@ -322,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn forget_splits_at_both_edges() -> Result<(), AllocError> {
+    fn forget_splits_at_both_edges() -> Result {
         let mut rec = record(&[run(0, 16 * K4, K4)])?;
         forget(&mut rec, 4 * K4, 8 * K4)?;
         assert_eq!(rec.runs(), &[run(0, 4 * K4, K4), run(8 * K4, 8 * K4, K4)]);
@@ -332,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn forget_trims_runs_across_each_edge() -> Result<(), AllocError> {
+    fn forget_trims_runs_across_each_edge() -> Result {
         let mut rec = record(&[run(0, 8 * K4, K4), run(8 * K4, 8 * K4, K4)])?;
         forget(&mut rec, 4 * K4, 12 * K4)?;
         assert_eq!(rec.runs(), &[run(0, 4 * K4, K4), run(12 * K4, 4 * K4, K4)]);
@@ -340,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn forget_whole_runs() -> Result<(), AllocError> {
+    fn forget_whole_runs() -> Result {
         let mut rec = record(&[run(0, K4, K4), run(K4, K4, K4), run(2 * K4, M2, K4)])?;
         forget(&mut rec, 0, 2 * K4)?;
         assert_eq!(rec.runs(), &[run(2 * K4, M2, K4)]);
@@ -352,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn forget_leaves_neighbours_alone() -> Result<(), AllocError> {
+    fn forget_leaves_neighbours_alone() -> Result {
         let mut rec = record(&[run(0, K4, K4), run(K4, K4, K4), run(2 * K4, K4, K4)])?;
         forget(&mut rec, K4, 2 * K4)?;
         assert_eq!(rec.runs(), &[run(0, K4, K4), run(2 * K4, K4, K4)]);
@@ -360,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn overlap_edges() -> Result<(), AllocError> {
+    fn overlap_edges() -> Result {
         assert!(!overlaps(0, K4, K4, 2 * K4)); // adjacent
         assert!(!overlaps(K4, 2 * K4, 0, K4));
         assert!(overlaps(0, K4 + 1, K4, 2 * K4));
@@ -436,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_cover_requests_in_flight() -> Result<(), AllocError> {
+    fn slots_cover_requests_in_flight() -> Result {
         // Two maps in flight at once: each one's run must fit without allocating.
         let mut rec = Record::new();
         let a = rec.reserve(1)?;
@@ -462,12 +514,65 @@ mod tests {
     }
 
     #[test]
-    fn forget_without_enough_slots_still_splits() -> Result<(), AllocError> {
+    fn forget_without_enough_slots_still_splits() -> Result {
         // Slots taken for a different start than the one forgotten: `forget` finds room itself.
         let mut rec = record(&[run(0, 16 * K4, K4)])?;
         let slots = rec.reserve(0)?;
         rec.forget(slots, 4 * K4, 8 * K4)?;
         assert_eq!(rec.runs(), &[run(0, 4 * K4, K4), run(8 * K4, 8 * K4, K4)]);
         Ok(())
+    }
+
+    #[test]
+    fn runs_are_bounded() -> Result {
+        let mut rec = Record::new();
+        for i in 0..MAX_RUNS as u64 {
+            let slots = rec.reserve(1)?;
+            rec.insert(slots, run(2 * i * K4, K4, K4))?;
+        }
+        assert_eq!(rec.reserve(1).err(), Some(ENOSPC));
+        let none = rec.reserve(0)?;
+        rec.release(none);
+        // A split would need a run more: refused, and the record is unchanged.
+        let slots = rec.reserve(0)?;
+        assert!(rec.forget(slots, K4 / 2, K4 / 2 + 1).is_err());
+        assert_eq!(rec.runs().len(), MAX_RUNS);
+        forget(&mut rec, 0, K4)?; // a whole run: no split, fine
+        assert_eq!(rec.runs().len(), MAX_RUNS - 1);
+        Ok(())
+    }
+
+    #[test]
+    fn spans_cover_what_io_pgtable_touches() {
+        assert_eq!(span(0x1000, K4, 2), (0x1000, 0x3000));
+        assert_eq!(span(0x1234, K4, 1), (0x1000, 0x3000)); // unaligned: whole leaves
+        assert_eq!(span(0x1000, M2, 1), (0, 2 * M2));
+        assert_eq!(span(0x1000, 3 * K4, 1), (0, 0x4000)); // not a power of two: the next one
+        assert_eq!(span(0, 0, 5), (0, 0));
+        assert_eq!(span(K4, K4, u64::MAX), (K4, u64::MAX)); // size overflows
+        assert_eq!(span(u64::MAX - 5, K4, 1), (u64::MAX - (K4 - 1), u64::MAX)); // end wraps
+        assert_eq!(span(5, 1 << 63 | 1, 1), (0, u64::MAX)); // no power of two that large
+    }
+
+    #[test]
+    fn ids_never_wrap_into_a_live_one() {
+        assert_eq!(next_id(0, 0, |_| false), Some(1));
+        assert_eq!(next_id(7, 1, |_| false), Some(8));
+        assert_eq!(next_id(u32::MAX, 2, |id| id == 1), Some(2)); // wraps, skips 0 and live 1
+        assert_eq!(next_id(u32::MAX - 1, 3, |id| id == u32::MAX || id <= 2), Some(3));
+        assert_eq!(next_id(4, 2, |id| (5..=7).contains(&id)), None); // more taken than `live`
+    }
+
+    #[test]
+    fn nonsense_mapped_is_not_believed() {
+        assert!(believable(0, K4, Some(4 * K4), 4 * K4));
+        assert!(believable(0, K4, Some(4 * K4), 2 * K4)); // a short success
+        assert!(believable(0, K4, Some(4 * K4), 0));
+        assert!(!believable(0, K4, Some(4 * K4), 5 * K4)); // more than asked for
+        assert!(!believable(K4, K4, Some(K4), 0xffff_ffff_ffff_f000)); // int -1 in io-pgtable
+        assert!(!believable(0, K4, Some(4 * K4), K4 + 1)); // not whole leaves
+        assert!(!believable(0, 0, Some(0), 0));
+        assert!(!believable(0, K4, None, K4)); // the size asked for overflowed
+        assert!(!believable(u64::MAX - K4 + 1, K4, Some(2 * K4), 2 * K4));
     }
 }

@@ -4,14 +4,12 @@
 //! record and the ranges that have a request in flight.
 //!
 //! The registry sits behind one lock, which a request drops around its io-pgtable call; the
-//! busy ranges keep other checked requests out of a range while that call runs.
+//! busy ranges keep every other request (checked, `_unchecked` or `iova_to_phys`) out of a
+//! range while that call runs. Each busy entry carries the token of the request that took it,
+//! and only that request's [`InFlight`] removes it.
 
 use crate::record::{overlaps, Geometry, Record, Refusal, Slots};
-use kernel::{
-    alloc::AllocError,
-    prelude::*,
-    sync::Arc,
-};
+use kernel::{alloc::AllocError, prelude::*, sync::Arc};
 
 /// At most this many tables at once.
 const MAX_TABLES: usize = 256;
@@ -27,62 +25,65 @@ pub(crate) struct Entry {
     pub(crate) table: Arc<Table>,
     pub(crate) geometry: Geometry,
     pub(crate) record: Record,
-    /// Ranges `[start, end)` with a request in flight.
-    busy: KVec<(u64, u64)>,
+    /// Ranges `[start, end)` with a request in flight, with the token of that request.
+    busy: KVec<Busy>,
+    /// The token of the next request in flight (a 64-bit count never wraps in practice, and a
+    /// token only has to differ from the tokens of requests still in flight).
+    next_token: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Busy {
+    token: u64,
+    start: u64,
+    end: u64,
 }
 
 /// A range taken by one request for the time of its io-pgtable call, with the record slots it
 /// may spend afterwards. Hand it back with [`Entry::finish`].
 #[must_use]
 pub(crate) struct InFlight {
-    start: u64,
-    end: u64,
+    token: u64,
     slots: Slots,
 }
 
 impl Entry {
     /// True if a request in flight overlaps `[start, end)`.
     pub(crate) fn busy(&self, start: u64, end: u64) -> bool {
-        self.busy.iter().any(|&(a, b)| overlaps(start, end, a, b))
+        self.busy.iter().any(|b| overlaps(start, end, b.start, b.end))
     }
 
-    /// Takes `[start, end)` and room in the record for `runs` more runs.
-    pub(crate) fn begin(
-        &mut self,
-        start: u64,
-        end: u64,
-        runs: usize,
-    ) -> Result<InFlight, AllocError> {
+    /// Takes `[start, end)` and room in the record for `runs` more runs: `ENOSPC` if the record
+    /// is full, `ENOMEM` if memory is.
+    pub(crate) fn begin(&mut self, start: u64, end: u64, runs: usize) -> Result<InFlight> {
         let slots = self.record.reserve(runs)?;
-        if let Err(e) = self.busy.push((start, end), GFP_KERNEL) {
+        let token = self.next_token;
+        if let Err(e) = self.busy.push(Busy { token, start, end }, GFP_KERNEL) {
             self.record.release(slots);
-            return Err(e);
+            return Err(e.into());
         }
-        Ok(InFlight { start, end, slots })
+        self.next_token = self.next_token.wrapping_add(1);
+        Ok(InFlight { token, slots })
     }
 
-    /// Gives the range back; returns the record slots for the request to spend.
+    /// Gives the request's own range back; returns the record slots for it to spend.
     pub(crate) fn finish(&mut self, op: InFlight) -> Slots {
-        let mut found = false;
-        self.busy.retain(|&mut r| {
-            let this = !found && r == (op.start, op.end);
-            found |= this;
-            !this
-        });
+        self.busy.retain(|b| b.token != op.token);
         op.slots
     }
 }
 
 /// Every table, by id.
 pub(crate) struct Registry {
-    next_id: u32,
+    /// The id given last.
+    last_id: u32,
     tables: KVec<Entry>,
 }
 
 impl Registry {
     pub(crate) const fn new() -> Self {
         Registry {
-            next_id: 1,
+            last_id: 0,
             tables: KVec::new(),
         }
     }
@@ -103,21 +104,27 @@ impl Registry {
         self.tables.len() >= MAX_TABLES
     }
 
-    /// Adds a table under the next id.
+    /// Adds a table under the next free id (ids wrap at `u32::MAX`, skipping 0 and live ids).
     pub(crate) fn add(
         &mut self,
         table: Arc<Table>,
         geometry: Geometry,
     ) -> Result<&Entry, AllocError> {
+        let tables = &self.tables;
+        let id = crate::record::next_id(self.last_id, tables.len(), |id| {
+            tables.iter().any(|t| t.id == id)
+        })
+        .ok_or(AllocError)?;
         let entry = Entry {
-            id: self.next_id,
+            id,
             table,
             geometry,
             record: Record::new(),
             busy: KVec::new(),
+            next_token: 0,
         };
         self.tables.push(entry, GFP_KERNEL)?;
-        self.next_id += 1;
+        self.last_id = id;
         self.tables.last().ok_or(AllocError)
     }
 

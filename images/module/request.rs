@@ -6,7 +6,7 @@
 use kernel::{iommu::pgtable::prot, prelude::kunit_tests};
 
 /// Bumped whenever the request grammar changes; the host client checks it.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// What a `trigger` request asks for (harness self-tests).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,6 +63,10 @@ pub(crate) enum Request {
         id: u64,
         iova: u64,
     },
+    Record {
+        id: u64,
+        start: u64,
+    },
     Trigger(Trigger),
 }
 
@@ -109,6 +113,7 @@ const IAS: Key = number("ias");
 const OAS: Key = number("oas");
 const PGSIZES: Key = number("pgsizes");
 const QUIRKS: Key = number("quirks");
+const START: Key = number("start");
 const WHAT: Key = Key {
     name: "what",
     kind: Kind::Trigger,
@@ -197,6 +202,17 @@ const VERBS: &[Verb] = &[
             Some(Request::IovaToPhys {
                 id: a.number(ID)?,
                 iova: a.number(IOVA)?,
+            })
+        },
+    },
+    Verb {
+        name: "record",
+        required: &[ID],
+        optional: &[START],
+        build: |a| {
+            Some(Request::Record {
+                id: a.number(ID)?,
+                start: a.number(START).unwrap_or(0),
             })
         },
     },
@@ -364,6 +380,11 @@ mod tests {
                 iova: 0x102a
             })
         );
+        assert_eq!(
+            request("record id=2 start=0x1000"),
+            Some(Request::Record { id: 2, start: 0x1000 })
+        );
+        assert_eq!(request("record id=2"), Some(Request::Record { id: 2, start: 0 }));
         assert_eq!(
             request("trigger what=hang"),
             Some(Request::Trigger(Trigger::Hang))

@@ -5,7 +5,8 @@
 //! The harness probes the tree (`harness/build/api_probe.py`) and passes one `--cfg` per fact:
 //! `iopt_pgtable_lifetime` (7.3+: `IoPageTable<'a, F>`, `new(&'a Device<Bound>, ..)`) or
 //! `iopt_pgtable_devres` (7.2: `IoPageTable<F>`, `unsafe new_raw(..)`), and `iopt_faux_bound`,
-//! `iopt_spinlock_irq`, `iopt_task_tgid`, `iopt_eopnotsupp` where the tree has those APIs. The
+//! `iopt_spinlock_irq`, `iopt_task_tgid` (no longer used: replies are keyed by the task itself),
+//! `iopt_eopnotsupp` where the tree has those APIs. The
 //! rest of the module uses only the names below. A new API generation is one more branch here.
 
 use kernel::{
@@ -53,18 +54,6 @@ pub(crate) fn bound_device(reg: &faux::Registration) -> &Device<Bound> {
         // reference borrows the registration, so it cannot outlive that binding. (Later
         // kernels state the same by returning `&faux::Device<Bound>`.)
         unsafe { &*core::ptr::from_ref(dev).cast::<Device<Bound>>() }
-    }
-}
-
-/// Thread-group id of the calling process: replies are routed per process.
-pub(crate) fn current_tgid() -> i32 {
-    #[cfg(iopt_task_tgid)]
-    {
-        kernel::current!().tgid()
-    }
-    #[cfg(not(iopt_task_tgid))]
-    {
-        kernel::current!().tgid_nr_ns(None)
     }
 }
 

@@ -22,7 +22,7 @@ from tests.unit.tablebuilder import AF, NG, TableBuilder
 MAIR = 0xfffffffff404ff44  # what the real module reads back (see DESIGN.md)
 EINVAL, ENOENT, EEXIST, ERANGE = 22, 2, 17, 34
 VERBS = {"version", "create", "destroy", "list", "info", "map", "map_unchecked", "unmap",
-         "unmap_unchecked", "iova_to_phys", "trigger"}
+         "unmap_unchecked", "iova_to_phys", "record", "trigger"}
 PROT_NAMES = {"read": Prot.READ, "write": Prot.WRITE, "cache": Prot.CACHE,
               "noexec": Prot.NOEXEC, "mmio": Prot.MMIO, "priv": Prot.PRIV, "none": Prot(0)}
 WARN_LINES = ["------------[ cut here ]------------",
@@ -137,6 +137,13 @@ class FakeModule:
             leaf = next((m for m in table.model.leaves.values()
                          if m.iova <= iova < m.iova + m.size), None)
             return f"ret=0 phys={(leaf.paddr + iova - leaf.iova) if leaf else 0:#x}"
+        if verb == "record":
+            start = a.get("start", 0)
+            runs = [m for m in sorted(table.model.leaves.values(), key=lambda m: m.iova)
+                    if m.iova >= start]  # one run per leaf: the real module may merge fewer
+            page = ",".join(f"{m.iova:#x}:{m.size:#x}:{m.size:#x}" for m in runs[:64])
+            more = f" next={runs[64].iova:#x}" if len(runs) > 64 else ""
+            return f"ret=0 runs={page}{more}"
         if verb.startswith("map"):
             return self._map(table, a, checked=verb == "map")
         return self._unmap(table, a, checked=verb == "unmap")

@@ -157,3 +157,16 @@ def test_the_pmemsave_reader_walks_the_same_table(machine, client, tmp_path):
                    info.mair)
     assert direct.raw == via_qmp.raw and len(direct.leaves) == 3
     assert list(tmp_path.iterdir()) == [tmp_path / "log"], "pmemsave files are removed"
+
+
+def test_record_pages_through_the_fake():
+    from tests.fakes.module import FakeModule
+    fake = FakeModule()
+    ok, lines = fake.run_batch("create")
+    assert ok
+    for i in range(70):
+        fake.run_batch(f"map id=1 iova={2 * i * 0x1000:#x} paddr=0 pgsize=0x1000 pgcount=1 prot=read")
+    ok, first = fake.run_batch("record id=1")
+    assert ok and "next=0x80000" in first[0]
+    ok, rest = fake.run_batch("record id=1 start=0x80000")
+    assert ok and "next=" not in rest[0] and rest[0].count(":") == 6 * 2

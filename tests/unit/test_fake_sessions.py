@@ -85,7 +85,7 @@ def test_crashes_the_guest(guest, module):
 
 def test_gets_a_fresh_guest(guest, guest_manager, module):
     assert guest is not seen[0] and not seen[0].alive
-    assert guest_manager.boots == 2 and module.version() == 2
+    assert guest_manager.boots == 2 and module.version() == 3
 """
 
 
@@ -108,7 +108,7 @@ def test_hangs_the_guest(guest, module):
     module.request("trigger what=hang")
 
 def test_gets_a_fresh_guest(guest, guest_manager, module):
-    assert guest_manager.boots == 2 and module.version() == 2
+    assert guest_manager.boots == 2 and module.version() == 3
 """
 
 

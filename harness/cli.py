@@ -119,13 +119,18 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
+    if args.gdb and "gdb" not in args.kconfig:
+        args.kconfig = [*args.kconfig, "gdb"]  # debug info and the kernel's gdb helpers
     if args.detach or args.name:
         return _shell_detached(args)
     prepared = _prepare(args)
-    with Machine(prepared.build, prepared.root, progress=log) as machine:
+    with Machine(prepared.build, prepared.root, progress=log, gdb=args.gdb) as machine:
         ssh = machine.require_ssh()
         assert machine.info is not None
         log(f"guest {machine.info.release} ready in {machine.info.seconds_to_ready:.1f} s")
+        if machine.gdb_port:
+            log(f"gdb stub: 127.0.0.1:{machine.gdb_port}, symbols {prepared.build.vmlinux} "
+                "(a named guest gets them all loaded: `shell --name N --detach --gdb`, `gdb N`)")
         log(f"console log: {machine.console.log_path if machine.console else '?'}")
         print(f"\n  {ssh.command_line()}\n", flush=True)
         if args.command:
@@ -152,7 +157,7 @@ def _shell_detached(args: argparse.Namespace) -> int:
     live.check_free(cache_root(), args.name)
     _prepare(args)  # build here, with progress; the server then finds it cached
     argv = [sys.executable, "-m", "harness", "serve-guest", args.name,
-            *build_args(args.tree, args.toolchain, _fragments(args))]
+            *build_args(args.tree, args.toolchain, _fragments(args)), *(["--gdb"] if args.gdb else [])]
     log(f"starting guest {args.name!r}")
     state = live.start_detached(cache_root(), args.name, argv, log)
     print(f"guest {state.name}: {state.release}, up (server pid {state.pid})")
@@ -166,7 +171,8 @@ def _shell_detached(args: argparse.Namespace) -> int:
 def cmd_serve_guest(args: argparse.Namespace) -> int:
     from .workflows import live
 
-    return live.serve(cache_root(), args.name, prepare(_request(args), lambda m: print(m, flush=True)))
+    return live.serve(cache_root(), args.name, prepare(_request(args), lambda m: print(m, flush=True)),
+                      gdb=args.gdb)
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
@@ -211,6 +217,22 @@ def cmd_console(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def cmd_gdb(args: argparse.Namespace) -> int:
+    from .build.buildroot import BuildRoot
+    from .workflows import live
+
+    state = live.read_state(cache_root(), args.name)
+    if live.status_of(state) != "running":
+        raise HarnessError(f"guest {args.name!r} is {live.status_of(state)}")
+    if not state.gdb_port:
+        raise HarnessError(f"guest {args.name!r} has no gdb stub: start it with "
+                           f"`iopt-hil shell --name {args.name} --detach --gdb`")
+    root = BuildRoot(cache_root()).ensure(log)
+    root.ensure_packages(["gdb-multiarch"], log)
+    argv, binds = live.gdb_argv(state, args.gdb_args)
+    return subprocess.call(root.argv(argv, binds))
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -354,7 +376,9 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("-c", "--command", help="run this in the guest and exit")
             sp.add_argument("--name", help="name the guest (with --detach)")
             sp.add_argument("--detach", action="store_true",
-                            help="leave the guest running; use ssh/console/walk/stop NAME")
+                            help="leave the guest running; use ssh/console/walk/gdb/stop NAME")
+            sp.add_argument("--gdb", action="store_true",
+                            help="QEMU's gdb stub on 127.0.0.1, kernel with debug info (`gdb` fragment)")
         sp.set_defaults(func=func)
     sp = sub.add_parser("verify", help="build base and head (or base + patches) in a private "
                         "worktree, run the suite on both, report regressions (exit 1)")
@@ -380,6 +404,12 @@ def parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("name")
     sp.set_defaults(func=cmd_serve_guest)
+    sp.add_argument("--gdb", action="store_true")
+    sp = sub.add_parser("gdb", help="gdb-multiarch on a named --gdb guest: vmlinux, the kernel's "
+                        "gdb helpers and our module's symbols loaded")
+    sp.add_argument("name")
+    sp.add_argument("gdb_args", nargs=argparse.REMAINDER, help="more gdb arguments, e.g. -batch -ex bt")
+    sp.set_defaults(func=cmd_gdb)
     sp = sub.add_parser("ssh", help="run a command in a named guest (or log in)")
     sp.add_argument("name")
     sp.add_argument("remote", nargs=argparse.REMAINDER, help="command (default: a login shell)")

@@ -110,6 +110,23 @@ class BuildRoot:
         self.info = ToolchainInfo(f"buildroot-{self.suite.name}", self.versions())
         return self
 
+    def ensure_packages(self, packages: Sequence[str], progress: Any = print) -> None:
+        """Packages only some commands need (gdb-multiarch for `iopt-hil gdb`), installed into
+        the existing root on first use rather than into every root at creation."""
+        with locked(self.cache / f"{self.path.name}.lock"):
+            stamp = json.loads((self.path / STAMP).read_text())
+            missing = [p for p in packages if p not in stamp.get("extra", [])]
+            if not missing:
+                return
+            progress(f"build root: installing {' '.join(missing)} (once)")
+            script = "apt-get install -y -q --no-install-recommends " + " ".join(missing)
+            proc = run_logged(chroot_argv(self.path, ["sh", "-c", script], (), ENV), check=False)
+            if proc.returncode != 0:
+                raise ToolchainError(f"could not install {' '.join(missing)} into {self.path}:\n"
+                                     + proc.stdout.decode(errors="replace")[-1500:])
+            stamp["extra"] = sorted(set(stamp.get("extra", [])) | set(missing))
+            (self.path / STAMP).write_text(json.dumps(stamp, indent=1))
+
     def versions(self) -> dict[str, str]:
         data: dict[str, str] = json.loads((self.path / STAMP).read_text())["versions"]
         return data

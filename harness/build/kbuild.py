@@ -136,7 +136,9 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                 else:
                     _configure(step, make, out, bdir, texts, frag_digest, progress)
                     progress(f"kernel build {key}: make Image modules (log: {log})")
-                    step("kernel", make + ["Image", "modules"])
+                    # with CONFIG_GDB_SCRIPTS, vmlinux-gdb.py and its helpers beside vmlinux
+                    gdb = ["scripts_gdb"] if "CONFIG_GDB_SCRIPTS=y" in (out / ".config").read_text() else []
+                    step("kernel", make + ["Image", "modules", *gdb])
                 sync_module(moddir)
                 progress("kernel build: test module")
                 module_stamp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -45,6 +46,13 @@ class BootInfo:
     release: str
     ssh_port: int
     qemu_argv: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for QEMU's gdb stub, which cannot pick its own)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -123,8 +131,10 @@ def remove_shared_ram(path: Path) -> None:
 class Machine:
     def __init__(self, build: KernelBuild, root: BuildRoot, *, log_dir: Path | None = None,
                  boot_timeout: float = 180.0, memory_mib: int = 1024, smp: int = 2,
-                 cmdline_extra: tuple[str, ...] = (), progress: Callable[[str], None] = print) -> None:
+                 cmdline_extra: tuple[str, ...] = (), progress: Callable[[str], None] = print,
+                 gdb: bool = False) -> None:
         self.build, self.root = build, root
+        self.gdb_port = free_port() if gdb else 0
         self.boot_timeout, self.memory_mib, self.smp = boot_timeout, memory_mib, smp
         self.cmdline_extra = cmdline_extra
         self.progress = progress
@@ -163,7 +173,7 @@ class Machine:
         shm = create_shared_ram(self.memory_mib << 20)
         self.spec = MachineSpec(kernel=self.build.image, initrd=initrd, rundir=self.rundir,
                                 shm_path=shm, memory_mib=self.memory_mib, smp=self.smp,
-                                cmdline_extra=self.cmdline_extra)
+                                cmdline_extra=self.cmdline_extra, gdb_port=self.gdb_port)
         argv = qemu_argv(self.spec)
         (self.rundir / "qemu.argv").write_text("\n".join(argv) + "\n")
         binds = [Bind(self.rundir), Bind(self.build.image.parent, readonly=True)]

@@ -115,6 +115,9 @@ def req(verb: str, **args: int | Prot | str) -> str:
     return " ".join(parts)
 
 
+Runs = list[tuple[int, int, int]]  # (iova, size, pgsize); named here: the class has a `list`
+
+
 class ModuleClient:
     def __init__(self, ssh: SshChannel, timeout: float = 120.0,
                  on_timeout: Callable[[], None] | None = None) -> None:
@@ -245,9 +248,9 @@ class ModuleClient:
     def iova_to_phys(self, table: int, iova: int) -> int:
         return self.request(req("iova_to_phys", id=table, iova=iova)).ok().num("phys")
 
-    def record(self, table: int) -> list[tuple[int, int, int]]:
+    def record(self, table: int) -> "Runs":
         """The module's record of a table: its runs (iova, size, pgsize), read page by page."""
-        runs: list[tuple[int, int, int]] = []
+        runs: Runs = []
         start = 0
         while True:
             r = self.request(req("record", id=table, start=start)).ok()

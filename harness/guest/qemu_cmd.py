@@ -32,6 +32,7 @@ class MachineSpec:
     arch: ArchParams = ARM64
     cmdline_extra: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = field(default=())
+    gdb_port: int = 0  # QEMU's gdb stub on 127.0.0.1:gdb_port (0: none)
 
     @property
     def qmp_socket(self) -> Path:
@@ -46,7 +47,8 @@ class MachineSpec:
         # test are never attached to a device, so nothing they are checked for depends on it.
         base = (f"console={self.arch.console} earlycon rdinit=/init panic=-1 oops=panic "
                 "printk.devkmsg=on loglevel=7 iommu.passthrough=1")
-        return " ".join([base, *self.cmdline_extra])
+        # nokaslr: gdb's symbols from vmlinux must be where the kernel runs
+        return " ".join([base, *(("nokaslr",) if self.gdb_port else ()), *self.cmdline_extra])
 
 
 def qemu_argv(spec: MachineSpec) -> list[str]:
@@ -71,6 +73,7 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", spec.kernel_cmdline,
+        *(("-gdb", f"tcp:127.0.0.1:{spec.gdb_port}") if spec.gdb_port else ()),
         *arch.extra,
         *spec.extra_args,
     ]

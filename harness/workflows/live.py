@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..build.pipeline import Prepared
+from ..build.toolchain import Bind
 from ..errors import HarnessError, MachineError
 from ..guest.machine import Machine, sweep_stale
 from ..guest.modclient import ModuleClient
@@ -50,6 +51,9 @@ class GuestState:
     tree: str = ""
     build_key: str = ""
     release: str = ""
+    gdb_port: int = 0  # QEMU's gdb stub (0: started without --gdb)
+    vmlinux: str = ""
+    module: str = ""
     started: float = field(default_factory=time.time)
 
     @property
@@ -219,14 +223,14 @@ def stop(cache: Path, name: str, log: Callable[[str], None] = print) -> None:
 
 # --- the server side ------------------------------------------------------------------------
 
-def serve(cache: Path, name: str, prepared: Prepared) -> int:
+def serve(cache: Path, name: str, prepared: Prepared, gdb: bool = False) -> int:
     """Boot the guest and keep it until told to stop, or until QEMU dies."""
     home = _home(cache, name)
     state = read_state(cache, name)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    machine = Machine(prepared.build, prepared.root, log_dir=home,
+    machine = Machine(prepared.build, prepared.root, log_dir=home, gdb=gdb,
                       progress=lambda msg: print(msg, flush=True))
     try:
         machine.start()
@@ -247,7 +251,8 @@ def serve(cache: Path, name: str, prepared: Prepared) -> int:
         name, os.getpid(), "running", ssh_port=machine.info.ssh_port, key=str(machine.key_path),
         rundir=str(machine.rundir), control=str(control), console_log=str(machine.console.log_path),
         tree=prepared.build.identity.describe(), build_key=prepared.build.provenance()["build_key"],
-        release=machine.info.release, started=state.started)
+        release=machine.info.release, gdb_port=machine.gdb_port,
+        vmlinux=str(prepared.build.vmlinux), module=str(prepared.build.module), started=state.started)
     _write_state(home, state)
     try:
         while not stopping.is_set() and machine.alive:
@@ -301,3 +306,34 @@ def walk_tables(machine: Machine, table_id: int | None) -> list[dict[str, Any]]:
         return out
     finally:
         client.close()
+
+
+MODULE_SECTIONS = (".text", ".data", ".bss", ".rodata")
+
+
+def gdb_argv(state: GuestState, extra: list[str]) -> tuple[list[str], list[Bind]]:
+    """gdb-multiarch attached to the guest's stub, with vmlinux (and the kernel's gdb helpers
+    beside it) and our module's symbols at the addresses the guest loaded it at."""
+    from ..guest.ssh import SshChannel
+
+    ssh = SshChannel(state.ssh_port, Path(state.key))
+    try:
+        script = "; ".join(f"echo {s} $(cat /sys/module/iopt_hil/sections/{s} 2>/dev/null)"
+                           for s in MODULE_SECTIONS)
+        out = ssh.run(script, timeout=30).stdout
+    finally:
+        ssh.close()
+    addrs = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+    if ".text" not in addrs:
+        raise HarnessError("the guest does not show where iopt_hil is loaded "
+                           "(/sys/module/iopt_hil/sections)")
+    vmlinux, module = Path(state.vmlinux), Path(state.module)
+    sections = " ".join(f"-s {s} {addrs[s]}" for s in MODULE_SECTIONS[1:] if s in addrs)
+    argv = ["gdb-multiarch", "-q", "-nx",
+            "-iex", f"add-auto-load-safe-path {vmlinux.parent}",
+            "-iex", "set pagination off", "-iex", "set confirm off",
+            str(vmlinux),
+            "-ex", f"target remote 127.0.0.1:{state.gdb_port}",
+            "-ex", f"add-symbol-file {module} {addrs['.text']} {sections}".strip(),
+            *extra]
+    return argv, [Bind(vmlinux.parent, readonly=True), Bind(module.parent, readonly=True)]

@@ -35,7 +35,7 @@ HARMLESS = Edit("rust: iommu: pgtable: say why map_pages is unsafe", RUST_FILE,
 
 def kernel_repo(cache: Path, source: Path, name: str = "linux-git") -> Path:
     dest = cache / "selftest" / name
-    done = dest.parent / "linux-git.done"
+    done = dest.parent / f"{name}.done"
     with locked(cache / f"selftest-{name}.lock"):
         if not done.exists():
             if dest.exists():

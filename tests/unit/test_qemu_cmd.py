@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 from harness.guest.qemu_cmd import MachineSpec, qemu_argv
@@ -24,3 +25,11 @@ def test_hang_heuristic_counts_samples_in_one_window():
     idle_with_a_tick = (0x1000, 0x1000, 0x1000, 0x9000, 0x1000, 0x1004, 0x1000, 0x1000)
     assert _mostly_within(idle_with_a_tick, 256) == 7
     assert _mostly_within((0x1000, 0x2000, 0x3000, 0x4000), 256) == 1
+
+
+def test_the_gdb_stub_listens_on_loopback_only_and_kaslr_is_off():
+    spec = MachineSpec(kernel=Path("/k"), initrd=Path("/i"), rundir=Path("/r"), shm_path=Path("/s"))
+    assert "-gdb" not in qemu_argv(spec) and "nokaslr" not in spec.kernel_cmdline
+    argv = qemu_argv(replace(spec, gdb_port=41234))
+    assert argv[argv.index("-gdb") + 1] == "tcp:127.0.0.1:41234"
+    assert "nokaslr" in replace(spec, gdb_port=41234).kernel_cmdline

@@ -249,7 +249,10 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
     let recorded = if believable(m.iova, m.pgsize, size, mapped as u64) {
         mapped as u64
     } else {
-        probe(&table, m)
+        // the smaller of the two: a record holding less than the table only makes later
+        // checked requests refuse (or C fail with -EEXIST); holding more would not be safe
+        let pages = (mapped as u64).checked_div(m.pgsize).unwrap_or(0);
+        probe(&table, m).min(pages.saturating_mul(m.pgsize))
     };
     let mut reg = tables.lock();
     // The entry is still there: `destroy` refuses while a range is busy.
@@ -280,8 +283,9 @@ fn map(tables: &Mutex<Registry>, m: &MapRequest, out: &mut Out) -> FmtResult {
     if recorded != mapped as u64 {
         return writeln!(
             out,
-            "ret={} src=pgtable mapped={:#x} recorded={:#x} why=\"io-pgtable reported more \
-             than it was asked to map; only what the table shows is recorded\"",
+            "ret={} src=pgtable mapped={:#x} recorded={:#x} why=\"io-pgtable's mapped is not \
+             a page-aligned prefix of the request; only what it and the table both show is \
+             recorded\"",
             ret, mapped, recorded
         );
     }

@@ -399,7 +399,7 @@ def parser() -> argparse.ArgumentParser:
                         "of the tree (default: the default tree) must each fail the suite")
     common(sp)
     sp.add_argument("--only", action="append", help="run mutants whose name contains this")
-    sp.set_defaults(func=cmd_mutate)
+    sp.set_defaults(func=cmd_mutate, pytest_args=[])
     sp = sub.add_parser("serve-guest", help=argparse.SUPPRESS)  # what `shell --detach` starts
     common(sp)
     sp.add_argument("name")

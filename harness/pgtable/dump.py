@@ -98,7 +98,7 @@ def format_dump(d: TableDump) -> str:
                              f"(raw {e['raw']:#018x})")
             else:
                 lines.append(f"    [{e['index']:3}] iova {e['iova']:#x}: {e['kind']} -> "
-                             f"{e['address']:#x} AP={e['ap']:#b}{' RO' if e['read_only'] else ''} "
+                             f"{e['address']:#x} AP={e['ap']:#04b}{' RO' if e['read_only'] else ''} "
                              f"UXN={int(e['uxn'])} PXN={int(e['pxn'])} AttrIndx={e['attr_index']} "
                              f"SH={e['sh']} AF={int(e['af'])} nG={int(e['ng'])} (raw {e['raw']:#018x})")
     lines.append(f"  mapped: {len(d.ranges)} range(s)")

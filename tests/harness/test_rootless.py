@@ -68,15 +68,17 @@ def account():
 
 
 def copy_checkout(name: str, dest: str) -> None:
-    """This checkout's tracked and unignored files, written by the account itself."""
+    """This checkout's tracked and unignored files, written by the account itself and committed
+    there: what a fresh clone of this working tree would hold."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO, capture_output=True, check=True).stdout
     existing = b"\0".join(f for f in files.split(b"\0") if f and (REPO / f.decode()).exists())
     pack = subprocess.run(["tar", "--create", "--null", "--files-from=-", "--file=-"], cwd=REPO,
                           input=existing, capture_output=True, check=True).stdout
     subprocess.run(["runuser", "--login", name, "--command",
-                    f"mkdir -p {dest} && tar --extract --file=- --directory={dest}"],
-                   input=pack, check=True)
+                    f"mkdir -p {dest} && tar --extract --file=- --directory={dest} && cd {dest} && "
+                    "git init -q && git add -A && git -c user.name=t -c user.email=t@t "
+                    "commit -qm 'this checkout'"], input=pack, check=True)
 
 
 def test_a_normal_user_builds_boots_and_passes_from_nothing(account):

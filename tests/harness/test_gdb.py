@@ -4,7 +4,6 @@ backtrace names our module's Rust caller and the iova argument, the kernel's own
 work (lx-dmesg), and the guest carries on afterwards."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,19 +16,11 @@ import pytest
 from harness.build.cachedir import cache_root
 from harness.workflows import live
 
-from .test_live_guest import iopt, left_behind
+from .test_live_guest import iopt, left_behind, name  # noqa: F401 -- `name` is a fixture
 
 pytestmark = pytest.mark.guest
 REPO = Path(__file__).resolve().parents[2]
 IOVA = 0x7654000
-
-
-@pytest.fixture
-def name(kernel_build):
-    name = f"g{os.getpid()}"
-    yield name
-    if (live.live_dir(cache_root()) / name).exists():
-        iopt("stop", name)
 
 
 def test_gdb_breaks_in_the_c_map_function_and_shows_the_rust_caller(name):

@@ -51,7 +51,7 @@ def test_a_killed_harness_leaves_no_process_of_a_build_behind():
     assert kill_harness_while(code, marker) == []
 
 
-def test_a_killed_workflow_takes_its_child_suite_along():
+def test_a_killed_workflow_takes_its_child_suite_along(tmp_path):
     """verify, bisect-run and mutate run each suite as a child `iopt-hil run`."""
     marker = "31338.25"
     code = f"""
@@ -60,8 +60,7 @@ def test_a_killed_workflow_takes_its_child_suite_along():
         from harness.workflows.options import SuiteOptions
         suite_run.run_argv = lambda tree, options, results: [
             "sh", "-c", "sleep {marker} & sleep {marker} & wait"]
-        import tempfile
-        suite_run.run_child_suite(Path("/nonexistent"), SuiteOptions(), Path(tempfile.mkdtemp()))
+        suite_run.run_child_suite(Path("/nonexistent"), SuiteOptions(), Path({str(tmp_path)!r}))
     """
     left = kill_harness_while(code, marker)
     # the child itself dies with the harness; its own children are the child's business

@@ -336,4 +336,8 @@ def gdb_argv(state: GuestState, extra: list[str]) -> tuple[list[str], list[Bind]
             "-ex", f"target remote 127.0.0.1:{state.gdb_port}",
             "-ex", f"add-symbol-file {module} {addrs['.text']} {sections}".strip(),
             *extra]
-    return argv, [Bind(vmlinux.parent, readonly=True), Bind(module.parent, readonly=True)]
+    binds = [Bind(vmlinux.parent, readonly=True), Bind(module.parent, readonly=True)]
+    helpers = vmlinux.parent / "vmlinux-gdb.py"  # links into the tree's scripts/gdb
+    if helpers.is_symlink():
+        binds.append(Bind(helpers.resolve().parents[2], readonly=True))
+    return argv, binds

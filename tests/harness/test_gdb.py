@@ -38,8 +38,10 @@ def test_gdb_breaks_in_the_c_map_function_and_shows_the_rust_caller(name):
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(gdb.stdout.readline, "")), daemon=True)
     reader.start()
+    # The breakpoint is set; gdb's "Continuing." may sit in its pipe buffer, and the guest stays
+    # stopped until gdb continues, so the map below waits for it either way.
     deadline = time.monotonic() + 600  # the first use installs gdb-multiarch into the build root
-    while not any("Continuing." in line for line in lines):
+    while not any("Breakpoint 1 at" in line for line in lines):
         assert gdb.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
         time.sleep(0.2)
     mapped = iopt("ssh", name, "iopt", "map", f"id={table}", f"iova={IOVA:#x}", "paddr=0x80000000",

@@ -242,11 +242,12 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if not guests:
         print("no named guests")
         return 0
-    print(f"{'NAME':16} {'STATE':8} {'UPTIME':>8} {'SSH':>6} {'RELEASE':14} TREE")
+    print(f"{'NAME':16} {'STATE':8} {'UPTIME':>8} {'SSH':>6} {'GDB':>6} {'RELEASE':14} TREE")
     for g in guests:
         status = live.status_of(g)
         up = f"{(time.time() - g.started) / 60:.0f} min" if status == "running" else "-"
-        print(f"{g.name:16} {status:8} {up:>8} {g.ssh_port or '-':>6} {g.release or '-':14} "
+        print(f"{g.name:16} {status:8} {up:>8} {g.ssh_port or '-':>6} {g.gdb_port or '-':>6} "
+              f"{g.release or '-':14} "
               f"{g.tree or '-'} (build {g.build_key or '-'})")
     return 0
 

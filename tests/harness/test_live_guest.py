@@ -37,6 +37,7 @@ def qemu_of(state: live.GuestState) -> list[int]:
 def left_behind(state: live.GuestState) -> list[str]:
     found = [f"qemu pid {p}" for p in qemu_of(state)]
     found += [p for p in (state.rundir, state.control) if p and os.path.exists(p)]
+    found += [str(p) for p in Path("/dev/shm").glob(f"iopt-hil-{state.pid}-*")]  # the server's RAM file
     if (live.live_dir(cache_root()) / state.name).exists():
         found.append(f"live/{state.name}")
     return found

@@ -178,17 +178,19 @@ class ModuleClient:
 
     def raw(self, text: str) -> tuple[int, list[str]]:
         """Write `text` as one batch; returns (write's exit status, reply lines). No checks."""
-        out = self.shell(f"echo {shlex.quote(text)} > {DEBUGFS_CTL}; echo \"@@W$?\"; "
-                         f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}")
-        status = next((int(line[3:]) for line in out if re.fullmatch(r"@@W\d+", line)), -1)
-        return status, [line for line in out if not re.fullmatch(r"@@W\d+", line)]
+        return self._write_and_read(f"echo {shlex.quote(text)}")
 
     def raw_bytes(self, data: bytes) -> tuple[int, list[str]]:
         """Write arbitrary bytes (invalid UTF-8 too) as one batch, through the shell's builtin
         `echo -ne` (one write()); returns (write's exit status, reply lines). No checks."""
         safe = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 =|_.,:#-")
         text = "".join(chr(b) if b in safe else f"\\0{b:03o}" for b in data)
-        out = self.shell(f"echo -ne '{text}' > {DEBUGFS_CTL}; echo \"@@W$?\"; "
+        return self._write_and_read(f"echo -ne '{text}'")
+
+    def _write_and_read(self, echo: str) -> tuple[int, list[str]]:
+        """`echo` (a builtin: one write()) into the file, then the replies read back by the
+        same shell; the write's exit status comes back as an `@@W<status>` line."""
+        out = self.shell(f"{echo} > {DEBUGFS_CTL}; echo \"@@W$?\"; "
                          f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}")
         status = next((int(line[3:]) for line in out if re.fullmatch(r"@@W\d+", line)), -1)
         return status, [line for line in out if not re.fullmatch(r"@@W\d+", line)]

@@ -179,9 +179,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     from .guest.ssh import SshChannel
     from .workflows import live
 
-    state = live.read_state(cache_root(), args.name)
-    if live.status_of(state) != "running":
-        raise HarnessError(f"guest {args.name!r} is {live.status_of(state)}")
+    state = live.require_running(live.read_state(cache_root(), args.name))
     if args.remote:
         ssh = SshChannel(state.ssh_port, Path(state.key))
         try:
@@ -223,9 +221,7 @@ def cmd_gdb(args: argparse.Namespace) -> int:
     from .build.buildroot import BuildRoot
     from .workflows import live
 
-    state = live.read_state(cache_root(), args.name)
-    if live.status_of(state) != "running":
-        raise HarnessError(f"guest {args.name!r} is {live.status_of(state)}")
+    state = live.require_running(live.read_state(cache_root(), args.name))
     if not state.gdb_port:
         raise HarnessError(f"guest {args.name!r} has no gdb stub: start it with "
                            f"`iopt-hil shell --name {args.name} --detach --gdb`")

@@ -121,6 +121,13 @@ def status_of(state: GuestState) -> str:
     return state.status
 
 
+def require_running(state: GuestState) -> GuestState:
+    """The guest, if it is up; else an error saying what it is."""
+    if status_of(state) != "running":
+        raise HarnessError(f"guest {state.name!r} is {status_of(state)}")
+    return state
+
+
 # --- the CLI side ---------------------------------------------------------------------------
 
 def check_free(cache: Path, name: str) -> None:
@@ -165,8 +172,7 @@ def start_detached(cache: Path, name: str, server_argv: list[str],
 
 def call(state: GuestState, request: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     """One request to a guest server; its JSON answer."""
-    if not state.alive or state.status != "running":
-        raise HarnessError(f"guest {state.name!r} is {status_of(state)}")
+    require_running(state)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:

@@ -47,8 +47,8 @@ class SubordinateRange:
     count: int
 
 
-def subordinate_ranges(path: Path, name: str, uid: int) -> list[SubordinateRange]:
-    """`name:start:count` (or `uid:start:count`) lines of /etc/subuid or /etc/subgid."""
+def subordinate_id_lines(path: Path) -> list[tuple[str, SubordinateRange]]:
+    """Every well-formed `owner:start:count` line of /etc/subuid or /etc/subgid."""
     try:
         text = path.read_text()
     except OSError:
@@ -56,9 +56,14 @@ def subordinate_ranges(path: Path, name: str, uid: int) -> list[SubordinateRange
     found = []
     for line in text.splitlines():
         parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (name, str(uid)) and parts[1].isdigit() and parts[2].isdigit():
-            found.append(SubordinateRange(int(parts[1]), int(parts[2])))
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            found.append((parts[0], SubordinateRange(int(parts[1]), int(parts[2]))))
     return found
+
+
+def subordinate_ranges(path: Path, name: str, uid: int) -> list[SubordinateRange]:
+    """The ranges given to `name` (or to `uid`)."""
+    return [r for owner, r in subordinate_id_lines(path) if owner in (name, str(uid))]
 
 
 def namespace_problems() -> list[Requirement]:

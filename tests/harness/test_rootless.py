@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.namespace import SUBID_FILES, subordinate_ranges
+from harness.build.namespace import SUBID_FILES, subordinate_id_lines, subordinate_ranges
 from harness.results.reports import read_junit
 
 pytestmark = pytest.mark.guest
@@ -34,13 +34,8 @@ def as_user(name: str, command: str, timeout: float) -> subprocess.CompletedProc
 
 
 def free_subordinate_start() -> int:
-    ends = [100000]
-    for path in SUBID_FILES:
-        for line in path.read_text().splitlines() if path.exists() else []:
-            parts = line.split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                ends.append(int(parts[1]) + int(parts[2]))
-    return max(ends)
+    ends = [r.start + r.count for path in SUBID_FILES for _, r in subordinate_id_lines(path)]
+    return max([100000, *ends])
 
 
 @pytest.fixture

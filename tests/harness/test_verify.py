@@ -43,6 +43,15 @@ def iopt(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def verify(repo: Path, patch: Path, results: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`iopt-hil verify --patch` on `repo`, which must come out of it byte-identical."""
+    before = snapshot(repo)
+    proc = iopt("verify", "--tree", str(repo), "--patch", str(patch), "--results", str(results),
+                *args)
+    assert differences(before, snapshot(repo)) == []
+    return proc
+
+
 @pytest.fixture(scope="module")
 def repo(kernel_build) -> Path:
     return kernel_repo(cache_root(), default_tree(kernel_build.root).path)
@@ -50,12 +59,9 @@ def repo(kernel_build) -> Path:
 
 def test_harmless_patch_verifies_clean_and_leaves_the_tree_byte_identical(repo, tmp_path):
     patches = write_series(repo, "HEAD", [HARMLESS], tmp_path)
-    before = snapshot(repo)
     results = tmp_path / "results"
-    proc = iopt("verify", "--tree", str(repo), "--patch", str(patches[0]), "--results",
-                str(results), *SUITE)
+    proc = verify(repo, patches[0], results, *SUITE)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert differences(before, snapshot(repo)) == []
     report = json.loads((results / "verify.json").read_text())
     assert report["regressed"] is False
     assert report["tally"].get("unchanged", 0) >= 20 and set(report["tally"]) <= {"unchanged"}
@@ -78,12 +84,9 @@ def test_harmless_patch_verifies_clean_and_leaves_the_tree_byte_identical(repo, 
 
 def test_contract_break_in_a_series_is_a_regression_naming_the_commit(repo, tmp_path):
     patches = write_series(repo, "HEAD", [HARMLESS, BREAKS_CONTRACT], tmp_path)
-    before = snapshot(repo)
     results = tmp_path / "results"
-    proc = iopt("verify", "--tree", str(repo), "--patch", str(patches[0].parent), "--each",
-                "--results", str(results), *SUITE)
+    proc = verify(repo, patches[0].parent, results, "--each", *SUITE)
     assert proc.returncode == 1, proc.stdout[-3000:]
-    assert differences(before, snapshot(repo)) == []
     report = json.loads((results / "verify.json").read_text())
     assert report["regressed"] is True
     first, second = report["series"]

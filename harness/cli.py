@@ -19,6 +19,7 @@ from .build.progress import OnSteps, StepProgress, clock
 from .errors import HarnessError
 from .guest.machine import Machine, sweep_stale
 from .resources import checkout, results_default, suite_dir
+from .timeline import TIMELINE
 from .workflows.options import BUILD_OPTIONS, GRANULE, RESULTS, SuiteOptions, build_args
 
 
@@ -87,23 +88,31 @@ def _pytest(paths: list[str], extra: list[str], prepared: Prepared | None = None
 def cmd_run(args: argparse.Namespace) -> int:
     from .results.reports import add_properties, write_reports
 
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
+    TIMELINE.clear()
     results = _results(args, results_default())  # refuse a bad --results before building
-    prepared = _prepare(args)  # build up front, with progress, before pytest
+    with TIMELINE.phase("build (all)"):
+        prepared = _prepare(args)  # build up front, with progress, before pytest
     results.mkdir(parents=True, exist_ok=True)
-    for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
+    for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json", "timings.json"):
         (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones
     shutil.copyfile(prepared.build.log, results / "build.log")
     log(f"running the guest suite on {prepared.build.identity.describe()} (results: {results})")
-    rc = _pytest([] if _names_tests(args.pytest_args) else [str(suite_dir())], _plugin_args(args) + [
-        f"--results={results}", f"--junitxml={results / 'junit.xml'}"]
-        + [f"--granule={g}" for g in args.granule] + args.pytest_args, prepared)
+    with TIMELINE.phase("pytest session (all)"):
+        rc = _pytest([] if _names_tests(args.pytest_args) else [str(suite_dir())],
+                     _plugin_args(args) + [f"--results={results}",
+                                           f"--junitxml={results / 'junit.xml'}"]
+                     + [f"--granule={g}" for g in args.granule] + args.pytest_args, prepared)
     if (results / "junit.xml").exists():
-        selection = " ".join(f"granule={g}" for g in args.granule) or "whole suite"
-        add_properties(results / "junit.xml", dict(prepared.build.provenance(), selection=selection))
-        text, summary, kcidb = write_reports(results / "junit.xml", results)
+        with TIMELINE.phase("reports"):
+            selection = " ".join(f"granule={g}" for g in args.granule) or "whole suite"
+            add_properties(results / "junit.xml",
+                           dict(prepared.build.provenance(), selection=selection))
+            text, summary, kcidb = write_reports(results / "junit.xml", results)
         print("\n" + text)
         log(f"reports: {summary}, {kcidb}, {results / 'junit.xml'}")
+    TIMELINE.add("run (all)", wall, time.monotonic() - started)
+    TIMELINE.write(results / "timings.json")
     log(f"done in {time.monotonic() - started:.0f} s, pytest exit status {rc}; "
         f"tested {prepared.build.identity.describe()} ({prepared.build.release})")
     return rc

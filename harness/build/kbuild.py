@@ -21,6 +21,7 @@ from .cachedir import locked
 from .progress import KBUILD_STEP, LogMonitor, OnSteps, periodic_lines
 from ..errors import BuildError, ConfigError, ToolchainError
 from ..resources import module_dir
+from ..timeline import TIMELINE
 from .api_probe import ApiProbe
 from .arch import ARM64 as ARCH, RELEASE_FILE
 from .toolchain import Bind, Toolchain
@@ -99,7 +100,8 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
     out, moddir, log = bdir / "out", bdir / f"module-{modules[:16]}", bdir / "build.log"
     with locked(cache / "builds" / f"{key}.lock"):
         out.mkdir(parents=True, exist_ok=True)
-        content = fingerprint(tree.path)
+        with TIMELINE.phase("build: tree fingerprint"):
+            content = fingerprint(tree.path)
         identity = identify(tree, source, content)
         kernel_inputs = hashlib.sha256("\0".join([content, frag_digest, toolchain.info.key()])
                                        .encode()).hexdigest()
@@ -127,7 +129,8 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                     logf.write(f"\n### {what}: {' '.join(argv)}\n".encode())
                     logf.flush()
                     try:
-                        toolchain.run(argv, binds, stdout=logf)
+                        with TIMELINE.phase(f"build: {what}"):
+                            toolchain.run(argv, binds, stdout=logf)
                     except ToolchainError as exc:
                         raise BuildError(f"{what} failed for {tree.path}", str(log),
                                          _tail(log)) from exc
@@ -156,8 +159,9 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                 stamp.write_text(json.dumps({"inputs": kernel_inputs, "identity": asdict(identity),
                                              **counts}))
         release = (out / RELEASE_FILE).read_text().strip()
-        elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
-        kunit = tuple(elfcheck.kunit_modules(out))
+        with TIMELINE.phase("build: module checks"):
+            elfcheck.check_module(artifacts[2], release, out / "Module.symvers")
+            kunit = tuple(elfcheck.kunit_modules(out))
     return KernelBuild(key, out, artifacts[0], artifacts[1], artifacts[2], release, identity,
                        tuple(p.stem for p in paths), toolchain.info.versions, rebuilt,
                        time.monotonic() - started, log, elfcheck.build_id(artifacts[1]), kunit,

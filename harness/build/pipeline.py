@@ -16,6 +16,7 @@ from .buildroot import BuildRoot
 from .cachedir import cache_root
 from .kbuild import KernelBuild
 from .progress import OnSteps
+from ..timeline import TIMELINE
 from .toolchain import HostToolchain, Toolchain
 from .tree import PACKAGE_PREFIX, default_tree, packaged_tree, user_tree, validate
 
@@ -41,7 +42,8 @@ def prepare(request: BuildRequest, progress: Progress = print,
     """`progress` gets messages; `on_steps` the live step counts of the build root creation
     and the kernel build (default: one line every 15 s through `progress`)."""
     cache = request.cache or cache_root()
-    root = BuildRoot(cache).ensure(progress, on_steps)  # QEMU and guest packages come from here too
+    with TIMELINE.phase("build: build root"):
+        root = BuildRoot(cache).ensure(progress, on_steps)  # QEMU and guest packages come from here too
     if request.tree is None:
         tree = default_tree(root)
         validate(tree)
@@ -54,9 +56,11 @@ def prepare(request: BuildRequest, progress: Progress = print,
     else:
         tree = user_tree(request.tree)
         source = ""
-    api = probe(tree.path)  # an unknown API shape is refused here, before any build
-    toolchain: Toolchain = (HostToolchain() if request.toolchain == "host"
-                            else choose_root(tree.path, root, progress))
+    with TIMELINE.phase("build: api probe"):
+        api = probe(tree.path)  # an unknown API shape is refused here, before any build
+    with TIMELINE.phase("build: toolchain choice"):
+        toolchain: Toolchain = (HostToolchain() if request.toolchain == "host"
+                                else choose_root(tree.path, root, progress))
     progress(f"io_pgtable API of {tree.path}: {api.describe()}")
     build = kbuild.build(tree, api, list(request.fragments), toolchain, cache, progress, source,
                          on_steps=on_steps)

@@ -30,6 +30,7 @@ from ..build.kbuild import KernelBuild
 from .qemu_cmd import MachineSpec, qemu_argv
 from .qmp import QmpChannel
 from .ssh import SshChannel, make_key
+from ..timeline import TIMELINE
 from ..build.toolchain import Bind, die_with_parent
 
 RUN_PREFIX = "iopt-hil-run-"
@@ -150,6 +151,7 @@ class Machine:
         self.info: BootInfo | None = None
         self.spec: MachineSpec | None = None
         self._barriers = 0
+        self._boot_started = (0.0, 0.0)  # (wall, monotonic) when QEMU was started
 
     def __enter__(self) -> "Machine":
         return self.start()
@@ -167,9 +169,12 @@ class Machine:
     def _start(self) -> "Machine":
         sweep_stale()
         started = time.monotonic()
-        pubkey = make_key(self.key_path)
-        initrd = build_initramfs(self.root, self.build.module, self.rundir, pubkey, self.progress,
-                                 self.build.kunit_modules)
+        what = f"boot ({self.log_dir.name})"
+        with TIMELINE.phase(f"{what}: key and initramfs"):
+            pubkey = make_key(self.key_path)
+            initrd = build_initramfs(self.root, self.build.module, self.rundir, pubkey,
+                                     self.progress, self.build.kunit_modules)
+        self._boot_started = time.time(), time.monotonic()
         shm = create_shared_ram(self.memory_mib << 20)
         self.spec = MachineSpec(kernel=self.build.image, initrd=initrd, rundir=self.rundir,
                                 shm_path=shm, memory_mib=self.memory_mib, smp=self.smp,
@@ -206,6 +211,8 @@ class Machine:
         assert line is not None
         release = line.text.split(READY, 1)[1].strip()
         self.info = BootInfo(time.monotonic() - started, release, port, argv)
+        wall, mono = self._boot_started
+        TIMELINE.add(f"boot ({self.log_dir.name}): qemu to ssh", wall, time.monotonic() - mono)
 
     def _open_ssh(self, port: int) -> SshChannel:
         return SshChannel(port, self.key_path, on_timeout=self.raise_if_hung)

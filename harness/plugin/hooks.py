@@ -2,6 +2,8 @@
 failure reports that carry the guest console and a fresh host walk."""
 from __future__ import annotations
 
+import os
+import time
 from typing import Generator
 
 import pytest
@@ -10,7 +12,11 @@ from ..errors import ChannelError, MachineError
 from ..pgtable.lpae import DEFAULT_GRANULE
 from ..pgtable.tables import describe_walks
 from ..workflows.options import PLUGIN_OPTIONS
-from .fixtures import BROKEN_KEY, TABLES_KEY, WATCH_KEY
+from ..timeline import TIMELINE
+from . import kunit_items
+from .fixtures import BROKEN_KEY, TABLES_KEY, WATCH_KEY, results_dir
+
+FILE_TIMES_KEY = pytest.StashKey[dict[str, list[float]]]()  # file -> [first start, seconds, tests]
 
 CONSOLE_SECTION = "guest console during this test"
 WALK_SECTION = "host walk of the test's tables at failure"
@@ -23,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.is_registered(kunit_items):
+        config.pluginmanager.register(kunit_items, "iopt-hil-kunit")
     config.addinivalue_line("markers", "guest: needs a booted guest (builds a kernel first)")
     config.addinivalue_line("markers", "deadline(seconds): per-request deadline for the module "
                             "client; a missed one is checked for a guest hang")
@@ -96,3 +104,30 @@ def _add_section(report: pytest.TestReport, name: str, text: str) -> None:
         add(name, text)
     else:
         report.sections.append((name, text))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[
+        None, object, object]:
+    """Each test file's time, for results/timings.json: the suite guest's boots that happen
+    inside a test's setup are timed on their own, so they are taken out of the file's figure
+    (KUnit's guest boots in the background and is not)."""
+    wall, started = time.time(), time.monotonic()
+    try:
+        return (yield)
+    finally:
+        booting = sum(p.seconds for p in TIMELINE.phases()
+                      if p.name.startswith("boot (boot-") and p.start >= wall)
+        entry = item.config.stash.setdefault(FILE_TIMES_KEY, {}).setdefault(
+            item.path.name, [wall, 0.0, 0])
+        entry[1] += max(0.0, time.monotonic() - started - booting)
+        entry[2] += 1
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for name, (start, seconds, tests) in session.config.stash.get(FILE_TIMES_KEY, {}).items():
+        TIMELINE.add(f"suite: {name}", start, seconds, int(tests))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's timeline dies with it: keep it
+        out = results_dir(session.config)
+        out.mkdir(parents=True, exist_ok=True)
+        TIMELINE.write(out / "timings.json")

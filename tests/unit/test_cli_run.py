@@ -62,10 +62,12 @@ def test_a_named_test_replaces_the_default_suite(calls, tmp_path):
 def test_stale_reports_are_removed_before_the_run(calls, tmp_path):
     results = tmp_path / "res"
     results.mkdir()
-    for name in ("junit.xml", "summary.md", "kcidb.json", "provenance.json"):
+    for name in ("junit.xml", "summary.md", "kcidb.json", "provenance.json", "timings.json"):
         (results / name).write_text("from an earlier run")
     cli.main(["run", "--results", str(results)])
-    assert sorted(p.name for p in results.iterdir()) == ["build.log"]
+    # only this run's build log and its own timeline (which names the build it timed)
+    assert sorted(p.name for p in results.iterdir()) == ["build.log", "timings.json"]
+    assert "build (all)" in (results / "timings.json").read_text()
 
 
 def test_granule_choices(calls, tmp_path, capsys):

@@ -11,7 +11,7 @@ import harness
 PACKAGE = Path(harness.__file__).parent
 # Lowest first. `errors` and `resources` are the base every layer may use.
 LAYERS = ["base", "build", "guest", "pgtable", "results", "workflows", "plugin", "cli"]
-TOP_MODULES = {"errors": "base", "resources": "base", "__init__": "base", "cli": "cli",
+TOP_MODULES = {"errors": "base", "resources": "base", "timeline": "base", "__init__": "base", "cli": "cli",
                "__main__": "cli"}
 
 

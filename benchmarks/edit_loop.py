@@ -1,0 +1,253 @@
+"""The edit loop, measured: how long from saving a file to a verdict, and where the time goes.
+
+    .venv/bin/python benchmarks/edit_loop.py [--edits 5] [--scenarios c,rust,narrow,nochange] [--cold]
+
+It makes a git copy of the default tree once (in the cache; its first build is a full one), then
+for each scenario runs `iopt-hil run --tree COPY` after an edit, `--edits` times:
+  c        a comment line appended to drivers/iommu/io-pgtable-arm.c
+  rust     a comment line appended to rust/kernel/iommu/pgtable.rs
+  narrow   no edit, the suite narrowed with -k to one test file (--narrow, default test_map_basic)
+  nochange no edit, the whole suite again
+and prints minimum, median and maximum of every phase: make's tree walk, compile, the vmlinux
+link and its kallsyms passes, the test module, initramfs, boot to SSH, KUnit, each test file,
+the reports. The run's own phases come from its results/timings.json; make's are read from the
+build log as it grows (each line stamped when it appears, to ~50 ms). With --cold it first times
+a run on an empty cache (build root, config, kernel, first suite), which takes minutes.
+The edits are undone (the copy is reset to its commit) after each scenario.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.build.buildroot import BuildRoot  # noqa: E402
+from harness.build.cachedir import cache_root  # noqa: E402
+from harness.build.git import git  # noqa: E402
+from harness.build.tree import default_tree  # noqa: E402
+from harness.timeline import Phase, read  # noqa: E402
+from tests.harness.kernel_repo import kernel_repo  # noqa: E402
+
+C_FILE = "drivers/iommu/io-pgtable-arm.c"
+RUST_FILE = "rust/kernel/iommu/pgtable.rs"
+TARGETS = {"c": 15.0, "rust": 20.0, "narrow": 8.0, "nochange": 10.0}  # seconds, issue #16
+COLD_TARGET = 360.0
+STEP = re.compile(r"  ([A-Z][A-Z0-9_]*(?: \[M\]| [A-Z])?) +(\S+)")
+
+
+@dataclass
+class Stamped:
+    """The lines of a build log, each with the wall time it was first seen."""
+
+    lines: list[tuple[float, str]] = field(default_factory=list)
+
+
+class LogFollower:
+    """Follows whichever build log grows during a run (the build key is the harness's business)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.out = Stamped()
+        self._stop = threading.Event()
+        self._before = {p: p.stat().st_mtime_ns for p in self._logs()}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _logs(self) -> list[Path]:
+        return list((self.cache / "builds").glob("*/build.log"))
+
+    def __enter__(self) -> "LogFollower":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        log: Path | None = None
+        offset, partial = 0, ""
+        while not self._stop.wait(0.05):
+            if log is None:
+                grown = [p for p in self._logs() if p.stat().st_mtime_ns != self._before.get(p)]
+                if not grown:
+                    continue
+                log = grown[0]
+            try:
+                if os.path.getsize(log) < offset:
+                    offset, partial = 0, ""  # rewritten from the start: the next build's log
+                with open(log, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except OSError:
+                continue
+            offset += len(chunk)
+            now = time.time()
+            parts = (partial + chunk.decode(errors="replace")).split("\n")
+            partial = parts.pop()
+            self.out.lines += [(now, line) for line in parts]
+
+
+def make_phases(lines: list[tuple[float, str]], timeline: list[Phase]) -> dict[str, float]:
+    """make's own phases from the stamped log, bounded by the run's `build: kernel` phase."""
+    kernel = next((p for p in timeline if p.name == "build: kernel"), None)
+    if kernel is None:
+        return {}
+    end = kernel.start + kernel.seconds
+    inside = [(t, line) for t, line in lines if kernel.start <= t <= end + 0.1]
+    steps = [(t, m.group(1), m.group(2)) for t, line in inside if (m := STEP.match(line))]
+
+    def first(pred: object) -> float | None:
+        return next((t for t, tag, target in steps if pred(tag, target)), None)  # type: ignore[operator]
+
+    compile_start = first(lambda tag, target: tag in ("CC", "RUSTC L", "AS", "RUSTC", "BINDGEN")
+                          and not target.startswith(("scripts/", "init/version")))
+    link_start = first(lambda tag, target: tag == "AR" and target == "vmlinux.a") or \
+        first(lambda tag, target: tag == "LD" and target == "vmlinux.o")
+    ksyms = first(lambda tag, target: tag == "KSYMS")
+    linked = first(lambda tag, target: tag == "OBJCOPY" and target.endswith("boot/Image"))
+    out: dict[str, float] = {}
+    walk_end = compile_start or link_start or end
+    out["make: tree walk (until the first compile)"] = walk_end - kernel.start
+    if compile_start is not None:
+        out["make: compile"] = (link_start or end) - compile_start
+    if link_start is not None:
+        out["make: link vmlinux (all)"] = (linked or end) - link_start
+        if ksyms is not None:
+            out["make:   of which kallsyms passes"] = (linked or end) - ksyms
+    if linked is not None:
+        out["make: after Image (modules, gdb scripts)"] = end - linked
+    return out
+
+
+@dataclass
+class Sample:
+    total: float
+    phases: dict[str, float]
+    counts: dict[str, int]
+    status: int
+
+
+def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
+             env: dict[str, str]) -> Sample:
+    argv = [str(ROOT / "iopt-hil"), "run", "--tree", str(tree), "--results", str(results), *extra]
+    with LogFollower(cache) as follower:
+        started = time.monotonic()
+        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        total = time.monotonic() - started
+    timeline = read(results / "timings.json") if (results / "timings.json").exists() else []
+    if proc.returncode not in (0,):
+        sys.stderr.write(proc.stdout.decode(errors="replace")[-3000:])
+    merged: dict[str, float] = {}
+    for p in timeline:
+        if not p.name.endswith("(all)"):
+            merged[p.name] = merged.get(p.name, 0.0) + p.seconds
+    phases = merged
+    phases.update(make_phases(follower.out.lines, timeline))
+    counts = {p.name: p.count for p in timeline if p.count}
+    return Sample(total, phases, counts, proc.returncode)
+
+
+def edit(tree: Path, path: str, n: int) -> None:
+    target = tree / path
+    comment = f"/* edit-loop benchmark {n} */" if path.endswith(".c") else f"// edit-loop benchmark {n}"
+    with open(target, "a") as f:
+        f.write(comment + "\n")
+
+
+def reset(tree: Path) -> None:
+    git(tree, "checkout", "--quiet", "--", C_FILE, RUST_FILE)
+
+
+def report(name: str, samples: list[Sample]) -> None:
+    totals = [s.total for s in samples]
+    target = TARGETS.get(name)
+    med = statistics.median(totals)
+    verdict = "" if target is None else (f"  target <= {target:.0f} s: "
+                                          + ("met" if med <= target else "NOT met"))
+    print(f"\n## {name}: verdict in min {min(totals):.1f} / median {med:.1f} / max {max(totals):.1f} s "
+          f"over {len(samples)} runs (exit status {sorted({s.status for s in samples})}){verdict}")
+    names: list[str] = []
+    for s in samples:
+        names += [n for n in s.phases if n not in names]
+    width = max(len(n) for n in names) if names else 10
+    print(f"  {'phase':<{width}}  {'min':>6} {'median':>6} {'max':>6}")
+    for n in names:
+        values = [s.phases.get(n, 0.0) for s in samples]
+        count = samples[-1].counts.get(n)
+        suffix = f"  ({count} tests, {statistics.median(values) / count * 1000:.0f} ms/test)" \
+            if count else ""
+        print(f"  {n:<{width}}  {min(values):6.2f} {statistics.median(values):6.2f} "
+              f"{max(values):6.2f}{suffix}")
+    tests = sum(v for k, v in samples[-1].counts.items() if k.startswith("suite: "))
+    if tests:
+        print(f"  suite: {tests} tests in {len([k for k in samples[-1].counts if k.startswith('suite: ')])} files")
+
+
+def cold(env: dict[str, str]) -> None:
+    """A whole first run on an empty cache: build root, config, kernel, first suite."""
+    with tempfile.TemporaryDirectory(prefix="iopt-hil-cold-") as tmp:
+        cold_env = dict(env, IOPT_HIL_CACHE=str(Path(tmp) / "cache"))
+        results = Path(tmp) / "results"
+        started = time.monotonic()
+        proc = subprocess.run([str(ROOT / "iopt-hil"), "run", "--results", str(results)],
+                              env=cold_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        total = time.monotonic() - started
+        timeline = read(results / "timings.json") if (results / "timings.json").exists() else []
+        print(f"\n## cold: fresh cache to a verdict in {total:.0f} s (exit status {proc.returncode}); "
+              f"target <= {COLD_TARGET:.0f} s: {'met' if total <= COLD_TARGET else 'NOT met'}")
+        for p in timeline:
+            if not p.name.startswith("suite: "):
+                print(f"  {p.name:<40} {p.seconds:7.1f}")
+        suite = sum(p.seconds for p in timeline if p.name.startswith("suite: "))
+        print(f"  {'suite (all test files)':<40} {suite:7.1f}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--edits", type=int, default=5)
+    ap.add_argument("--scenarios", default="c,rust,narrow,nochange")
+    ap.add_argument("--narrow", default="test_map_basic", help="-k expression of the narrowed run")
+    ap.add_argument("--cold", action="store_true", help="also time a run on an empty cache")
+    ap.add_argument("--pytest-args", default="", help="more arguments for every run (e.g. -x)")
+    args = ap.parse_args()
+    env = dict(os.environ)
+    cache = Path(env.get("IOPT_HIL_CACHE") or cache_root())
+    if args.cold:
+        cold(env)
+    root = BuildRoot(cache).ensure(print)
+    tree = kernel_repo(cache, default_tree(root).path, "edit-loop")
+    reset(tree)
+    extra = args.pytest_args.split()
+    with tempfile.TemporaryDirectory(prefix="iopt-hil-bench-") as tmp:
+        results = Path(tmp) / "results"
+        print(f"tree: {tree} (a git copy of the default tree); warm-up run (the first is a full build)")
+        warm = run_once(tree, cache, results, extra, env)
+        print(f"warm-up: {warm.total:.0f} s, exit status {warm.status}")
+        for name in args.scenarios.split(","):
+            samples = []
+            for n in range(args.edits):
+                if name in ("c", "rust"):
+                    edit(tree, C_FILE if name == "c" else RUST_FILE, n)
+                more = ["-k", args.narrow] if name == "narrow" else []
+                samples.append(run_once(tree, cache, results, extra + more, env))
+            reset(tree)
+            report(name, samples)
+        # leave the copy's build matching its commit, for the next benchmark
+        subprocess.run([str(ROOT / "iopt-hil"), "build", "--tree", str(tree)], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

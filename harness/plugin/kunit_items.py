@@ -62,11 +62,15 @@ LAZY_KEY = pytest.StashKey[dict[Path, "LazyKunit"]]()
 
 
 def case_list_path(config: pytest.Config, listing: Path) -> Path:
+    prepared = prepared_for(config)
+    return case_list_file(prepared.root.cache, prepared.build.key, listing)
+
+
+def case_list_file(cache: Path, build_key: str, listing: Path) -> Path:
     """Where the case names of this listing are kept, per build directory (tree, config,
     toolchain): an edit of the tree keeps them, another tree or config has its own."""
-    prepared = prepared_for(config)
-    key = hashlib.sha256(f"{prepared.build.key}\0{listing.read_text()}".encode()).hexdigest()[:16]
-    return prepared.root.cache / "kunit-cases" / f"{listing.stem}-{key}.json"
+    key = hashlib.sha256(f"{build_key}\0{listing.read_text()}".encode()).hexdigest()[:16]
+    return cache / "kunit-cases" / f"{listing.stem}-{key}.json"
 
 
 def _read_names(path: Path) -> list[str] | None:

@@ -1,7 +1,8 @@
 """A fake SSH to the guest: the `SshChannel` surface (`run`, `put`, `transport`, `close`) and a
 paramiko-like session channel whose `sh` understands what `ModuleClient` and `Machine.barrier`
 write: `echo` (with `$?`), `;`, redirections to the module's ctl file, /dev/kmsg or a scratch
-file, and the `while IFS= read -r l; do echo "$l"; done < FILE` loop that reads replies back.
+file, the `while IFS= read -r l; do echo "$l"; done < FILE` loop that reads replies back, and
+the `( echo ... > CTL; ...; exec cat CTL )` subshell that reads bulky ones.
 Anything else fails like an unknown command (status 127), so a client change that needs more
 of the shell shows up here instead of passing silently.
 
@@ -71,9 +72,17 @@ class FakeShell:
     def run_line(self, line: str) -> None:
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
-        tokens = list(lexer)
+        # shlex joins adjacent punctuation (`);`): split it back into one token per character
+        tokens = [c for t in lexer for c in ([*t] if t and set(t) <= set("();") else [t])]
+        self._run_tokens(tokens)
+
+    def _run_tokens(self, tokens: list[str]) -> None:
         while tokens and not self.stuck:
-            if tokens[0] == "while":
+            if tokens[0] == "(":  # a subshell: the same process here (replies are per shell)
+                end = len(tokens) - 1 - tokens[::-1].index(")")
+                self._run_tokens(tokens[1:end])
+                tokens = tokens[end + 1:]
+            elif tokens[0] == "while":
                 end = tokens.index("done")
                 body, tokens = tokens[1:end], tokens[end + 1:]
                 source = None
@@ -112,6 +121,8 @@ class FakeShell:
         words = [w.replace("$?", str(self.status)) for w in words]
         if words[:1] == ["echo"]:
             self._write(" ".join(words[1:]), target)
+        elif words[:2] == ["exec", "cat"] and len(words) == 3:
+            self._read_loop(READ_LOOP, words[2])  # what `cat` passes on, line by line
         elif words in (["true"], ["false"]):
             self.status = int(words == ["false"])
         else:

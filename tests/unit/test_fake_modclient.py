@@ -170,3 +170,18 @@ def test_record_pages_through_the_fake():
     assert ok and "next=0x80000" in first[0]
     ok, rest = fake.run_batch("record id=1 start=0x80000")
     assert ok and "next=" not in rest[0] and rest[0].count(":") == 6 * 2
+
+
+def test_bulky_batches_are_read_by_cat_and_small_ones_by_the_shell(machine, client):
+    """`read` takes a byte per system call in the guest: a batch of many requests must be read
+    back by `exec cat` in the writer's own subshell, and a small one by the shell itself (a
+    fork costs more than a short reply)."""
+    shell = client._chan.shell
+    table = client.create().id
+    before = len(shell.commands)
+    replies = client.batch([req("info", id=table)] * 20)
+    assert [r.num("id") for r in replies] == [table] * 20
+    assert ["exec", "cat", DEBUGFS_CTL] in shell.commands[before:]
+    before = len(shell.commands)
+    assert client.version() == PROTOCOL
+    assert ["exec", "cat", DEBUGFS_CTL] not in shell.commands[before:]

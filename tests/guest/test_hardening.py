@@ -111,17 +111,20 @@ WRITERS = 72  # more than the module's 64 reply slots, all alive at once
 def test_more_writers_than_reply_slots_never_read_a_wrong_reply(module):
     """Writer i writes i+1 `version` requests, waits until every writer has written, then reads:
     it must read exactly its own reply, or have had its write refused (EBUSY)."""
+    # They wait on a FIFO that this shell holds open for writing (so their opens never block)
+    # and closes once all have written: every waiting `read` then sees end of file at once.
     script = f"""
-rm -rf /tmp/slots; mkdir -p /tmp/slots
+rm -rf /tmp/slots; mkdir -p /tmp/slots; mkfifo /tmp/slots/go; exec 3<>/tmp/slots/go
 i=0
 while [ $i -lt {WRITERS} ]; do
   (
+    exec 4</tmp/slots/go 3>&-
     b=version; n=0
     while [ $n -lt $i ]; do b="$b
 version"; n=$((n+1)); done
     if echo "$b" > /sys/kernel/debug/iopt_hil/ctl 2>/dev/null; then ok=1; else ok=0; fi
     touch /tmp/slots/w$i
-    while [ ! -e /tmp/slots/go ]; do sleep 0.05; done
+    read -r _ <&4
     c=0; bad=0
     while IFS= read -r l; do
       case "$l" in *" version ret=0 protocol="*) c=$((c+1));; *) bad=$((bad+1));; esac
@@ -130,8 +133,8 @@ version"; n=$((n+1)); done
   ) &
   i=$((i+1))
 done
-while [ $(ls /tmp/slots | wc -l) -lt {WRITERS} ]; do sleep 0.05; done
-touch /tmp/slots/go
+while [ $(ls /tmp/slots | wc -l) -lt {WRITERS + 1} ]; do sleep 0.05; done
+exec 3>&-
 wait
 """
     results = {}

@@ -32,6 +32,7 @@ class GuestManager:
         self.boots = 0
         self.boot_error: BaseException | None = None
         self.record: dict[str, Any] = {}
+        self._client: ModuleClient | None = None  # the module client tests share, see client()
 
     def get(self) -> Machine:
         """The live guest, booting one if needed; BootFailedEarlier once a boot has failed."""
@@ -51,6 +52,32 @@ class GuestManager:
                 raise
             self._record_provenance(self.machine)
         return self.machine
+
+    def client(self, timeout: float, on_timeout: Callable[[], None] | None) -> ModuleClient:
+        """The module client of the live guest, reused from test to test (a new guest shell
+        and its protocol check cost ~50 ms under TCG): a fresh one when the guest was
+        replaced, when the last one missed a deadline, or ran a test's own shell script."""
+        machine = self.get()
+        client = self._client
+        if client is not None and (not client.reusable or client.machine is not machine):
+            client.close()
+            client = None
+        if client is None:
+            client = ModuleClient(machine.require_ssh(), timeout=timeout, on_timeout=on_timeout)
+            client.machine = machine
+            if client.version() != PROTOCOL:
+                client.close()
+                raise HarnessError(f"guest module speaks protocol {client.version()}, "
+                                   f"harness expects {PROTOCOL}")
+        client.retime(timeout, on_timeout)
+        self._client = client
+        return client
+
+    def discard_client(self) -> None:
+        """After a failed test: its client may be mid-conversation; the next one starts fresh."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _record_provenance(self, machine: Machine) -> None:
         """results/provenance.json: what was tested, with what, on which QEMU command line."""
@@ -82,6 +109,9 @@ class GuestManager:
             return False
 
     def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.machine is not None:
             self.machine.stop()
             self.machine = None

@@ -140,9 +140,22 @@ class ModuleClient:
             raise ChannelError(f"cannot open a guest shell: {exc}") from exc
         self._buf = b""
         self._nonce = itertools.count(1)
+        self.dirty = False  # `shell()` ran a caller's script: the shell may carry its state
+        self.machine: object = None  # whose guest it talks to, for a pool (GuestManager.client)
 
     def close(self) -> None:
         self._chan.close()
+
+    @property
+    def reusable(self) -> bool:
+        """Open (a missed deadline closes it: a late reply would be misread), nothing unread,
+        and no caller's script run in its shell."""
+        return not self._chan.closed and not self._buf and not self.dirty
+
+    def retime(self, timeout: float, on_timeout: Callable[[], None] | None) -> None:
+        """A reused client takes the next test's deadline and hang check."""
+        self.timeout, self.on_timeout = timeout, on_timeout
+        self._chan.settimeout(timeout)
 
     def _readline(self, deadline: float) -> str:
         while b"\n" not in self._buf:
@@ -170,7 +183,12 @@ class ModuleClient:
 
     def shell(self, script: str) -> list[str]:
         """Run `script` in this client's own guest shell (same process as its requests: e.g.
-        `echo 1 > /proc/self/make-it-fail` arms fault injection for this client only)."""
+        `echo 1 > /proc/self/make-it-fail` arms fault injection for this client only). The
+        client is then `dirty`: a pool must not hand it to anyone else."""
+        self.dirty = True
+        return self._script(script)
+
+    def _script(self, script: str) -> list[str]:
         nonce = next(self._nonce)
         try:
             self._chan.sendall(f"{script}\necho '@@END {nonce}'\n".encode())
@@ -203,12 +221,12 @@ class ModuleClient:
         becomes `cat` (exec keeps its pid, so the module still sees the writer reading), which
         costs a fork (~15 ms) but reads 16 times faster."""
         if bulky:  # `cat` passes on a last line without its newline: end with one of ours
-            out = self.shell(f"( {echo} > {DEBUGFS_CTL}; echo \"@@W$?\"; exec cat {DEBUGFS_CTL} )"
+            out = self._script(f"( {echo} > {DEBUGFS_CTL}; echo \"@@W$?\"; exec cat {DEBUGFS_CTL} )"
                              "; echo; echo @@C")
             end = out.index("@@C") if "@@C" in out else len(out)
             out = out[:end - 1] if end and out[end - 1] == "" else out[:end]
             return self._status(out)
-        return self._status(self.shell(f"{echo} > {DEBUGFS_CTL}; echo \"@@W$?\"; "
+        return self._status(self._script(f"{echo} > {DEBUGFS_CTL}; echo \"@@W$?\"; "
                                        f"while IFS= read -r l; do echo \"$l\"; done < {DEBUGFS_CTL}"))
 
     @staticmethod

@@ -22,6 +22,7 @@ from ..resources import results_default
 
 WATCH_KEY = pytest.StashKey[TestWatch]()
 BROKEN_KEY = pytest.StashKey[bool]()  # the test hung or crashed the guest
+FAILED_KEY = pytest.StashKey[bool]()  # the test failed (its module client is not reused)
 TABLES_KEY = pytest.StashKey[list[GuestTable]]()
 PREPARED_KEY = pytest.StashKey[Prepared]()
 
@@ -124,15 +125,18 @@ def ssh(guest: Machine) -> SshChannel:
 
 
 @pytest.fixture
-def module(ssh: SshChannel, guest: Machine,
+def module(guest: Machine, guest_manager: GuestManager,
            request: pytest.FixtureRequest) -> Iterator[ModuleClient]:
+    """The guest's module client: one guest shell shared by the tests that leave it clean."""
     deadline = request.node.get_closest_marker("deadline")
-    client = ModuleClient(ssh, timeout=float(deadline.args[0]) if deadline else 120.0,
-                          on_timeout=guest.raise_if_hung)
-    if client.version() != PROTOCOL:
-        pytest.fail(f"guest module speaks protocol {client.version()}, harness expects {PROTOCOL}")
+    try:
+        client = guest_manager.client(float(deadline.args[0]) if deadline else 120.0,
+                                      guest.raise_if_hung)
+    except HarnessError as exc:
+        pytest.fail(str(exc))
     yield client
-    client.close()
+    if request.node.stash.get(FAILED_KEY, False):
+        guest_manager.discard_client()
 
 
 @pytest.fixture

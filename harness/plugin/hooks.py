@@ -14,7 +14,7 @@ from ..pgtable.tables import describe_walks
 from ..workflows.options import PLUGIN_OPTIONS
 from ..timeline import TIMELINE
 from . import kunit_items
-from .fixtures import BROKEN_KEY, TABLES_KEY, WATCH_KEY, results_dir
+from .fixtures import BROKEN_KEY, FAILED_KEY, TABLES_KEY, WATCH_KEY, results_dir
 
 FILE_TIMES_KEY = pytest.StashKey[dict[str, list[float]]]()  # file -> [first start, seconds, tests]
 
@@ -82,6 +82,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     every table it made, inside its failure text (so JUnit and the summary have them too);
     a crash is noted so the guest is replaced rather than reused."""
     report = yield
+    if report.failed:
+        item.stash[FAILED_KEY] = True
     watch = item.stash.get(WATCH_KEY, None)
     if report.when == "call" and report.failed and watch is not None:
         if call.excinfo is not None and call.excinfo.errisinstance((MachineError, ChannelError)):

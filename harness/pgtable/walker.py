@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import time
+from itertools import compress
 from dataclasses import dataclass, field
 
 from ..errors import WalkError
@@ -145,12 +146,12 @@ def _walk_table(w: _Walker, addr: int, level: int, base: int, entries: int, pare
         result.problems.append(f"L{level} table at {addr:#x} (from {parent:#x}) cannot be read: {exc}")
         return
     raws = struct.unpack(f"<{entries}Q", data)
+    used = list(compress(range(entries), raws))  # filtered in C: tables are mostly zeros
     step = granule.block_size(level)
-    page = TablePage(addr, level, base, entries, sum(1 for r in raws if r & 1))
+    page = TablePage(addr, level, base, entries, sum(raws[i] & 1 for i in used))
     result.tables.append(page)
-    for index, raw in enumerate(raws):
-        if raw == 0:
-            continue
+    for index in used:
+        raw = raws[index]
         entry = addr + 8 * index
         result.raw[entry] = raw
         iova = base + index * step

@@ -6,3 +6,22 @@ _common = dict(deadline=None, print_blob=True,
 settings.register_profile("default", max_examples=8, stateful_step_count=15, **_common)
 settings.register_profile("long", max_examples=300, stateful_step_count=60, **_common)
 settings.load_profile("default")
+
+# Run order (a stable sort of the collected items): the quick tests that any break of the
+# io-pgtable contract trips first, so that `-x` gives a verdict on a broken edit in seconds;
+# the heavy limit and fuzz tests last. Files not named here run in between, alphabetically.
+FIRST = ("test_map_basic.py", "test_contract.py", "test_matrix.py", "test_sequences.py")
+LAST = ("test_fuzz.py", "test_hardening.py", "test_debug_kernel.py")
+
+
+def _rank(item) -> int:
+    name = item.path.name
+    if name in FIRST:
+        return FIRST.index(name)
+    if name in LAST:
+        return len(FIRST) + 1 + LAST.index(name)
+    return len(FIRST)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    items.sort(key=_rank)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import paramiko
+
 from ..build.buildroot import BuildRoot
 from ..build.elfcheck import IdleRanges, idle_ranges
 from .console import PANIC, Console
@@ -151,6 +153,7 @@ class Machine:
         self.info: BootInfo | None = None
         self.spec: MachineSpec | None = None
         self._barriers = 0
+        self._kmsg: Any = None  # a guest `sh` kept open for barrier tokens (see barrier())
         self._boot_started = (0.0, 0.0)  # (wall, monotonic) when QEMU was started
 
     def __enter__(self) -> "Machine":
@@ -285,11 +288,28 @@ class Machine:
         self._barriers += 1
         token = f"iopt-hil-barrier-{os.getpid()}-{self._barriers}"
         start = self.console.mark()
+        if not self._write_kmsg(token, timeout):
+            return False
+        return self.console.wait_for(re.compile(re.escape(token)), timeout, start) is not None
+
+    def _write_kmsg(self, token: str, timeout: float) -> bool:
+        """The token goes through a guest shell kept open for it (one write, no new SSH
+        channel: ~60 ms less per test under TCG); an exec of its own if that shell is gone."""
+        assert self.ssh is not None
+        line = f"echo {token} > /dev/kmsg\n".encode()
+        try:
+            if self._kmsg is None or self._kmsg.closed or self._kmsg.exit_status_ready():
+                self._kmsg = self.ssh.transport().open_session(timeout=timeout)
+                self._kmsg.exec_command("exec sh >/dev/null 2>&1")
+            self._kmsg.sendall(line)
+            return True
+        except (paramiko.SSHException, OSError, ChannelError):
+            self._kmsg = None
         try:
             self.ssh.run(f"echo {token} > /dev/kmsg", timeout=timeout)
         except (ChannelError, GuestHang):
             return False
-        return self.console.wait_for(re.compile(re.escape(token)), timeout, start) is not None
+        return True
 
     def hang_evidence(self, samples: int = 8, interval: float = 0.25, window: int = 256,
                       share: float = 0.75) -> str | None:

@@ -148,13 +148,16 @@ def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
     timeline = read(results / "timings.json") if (results / "timings.json").exists() else []
     if proc.returncode not in (0,):
         sys.stderr.write(proc.stdout.decode(errors="replace")[-3000:])
-    merged: dict[str, float] = {}
+    # with -n N each worker's phases come prefixed `gwK: `: summed over the guests
+    phases: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for p in timeline:
-        if not p.name.endswith("(all)"):
-            merged[p.name] = merged.get(p.name, 0.0) + p.seconds
-    phases = merged
+        name = re.sub(r"^gw\d+: ", "", p.name)
+        if not p.name.endswith("(all)") or name != p.name:
+            phases[name] = phases.get(name, 0.0) + p.seconds
+            if p.count:
+                counts[name] = counts.get(name, 0) + p.count
     phases.update(make_phases(follower.out.lines, timeline))
-    counts = {p.name: p.count for p in timeline if p.count}
     return Sample(total, phases, counts, proc.returncode)
 
 

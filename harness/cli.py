@@ -19,7 +19,7 @@ from .build.progress import OnSteps, StepProgress, clock
 from .errors import HarnessError
 from .guest.machine import Machine, sweep_stale
 from .resources import checkout, results_default, suite_dir
-from .timeline import TIMELINE
+from .timeline import TIMELINE, read as read_timeline
 from .workflows.options import BUILD_OPTIONS, GRANULE, RESULTS, SuiteOptions, build_args
 
 
@@ -112,6 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + text)
         log(f"reports: {summary}, {kcidb}, {results / 'junit.xml'}")
     TIMELINE.add("run (all)", wall, time.monotonic() - started)
+    for worker in sorted(results.glob("gw*/timings.json")):  # pytest-xdist: each guest's own
+        for p in read_timeline(worker):
+            TIMELINE.add(f"{worker.parent.name}: {p.name}", p.start, p.seconds, p.count)
     TIMELINE.write(results / "timings.json")
     log(f"done in {time.monotonic() - started:.0f} s, pytest exit status {rc}; "
         f"tested {prepared.build.identity.describe()} ({prepared.build.release})")

@@ -46,3 +46,38 @@ def test_no_leak_after_a_workload(debug_kernel, pgtable, ssh):
     out = ssh.run("echo scan > /sys/kernel/debug/kmemleak; echo scan > /sys/kernel/debug/kmemleak;"
                   " cat /sys/kernel/debug/kmemleak", timeout=300).check().stdout
     assert "unreferenced object" not in out, out[:3000]
+
+
+CTL = "/sys/kernel/debug/iopt_hil/ctl"
+
+
+def _fail_inside_module_once(kind: str) -> str:
+    """Shell lines arming the `kind` fault (failslab, fail_usercopy) once, for this shell
+    only, and only where our module is on the stack (so nothing else the shell does can take
+    the one fault)."""
+    d = f"/sys/kernel/debug/{kind}"
+    return (f"t=$(cat /sys/module/iopt_hil/sections/.text); s=$(cat /sys/module/iopt_hil/coresize); "
+            f"echo $t > {d}/require-start; echo $((t + s)) > {d}/require-end; "
+            f"echo 10 > {d}/stacktrace-depth; echo 1 > {d}/task-filter; echo 0 > {d}/interval; "
+            f"echo 100 > {d}/probability; echo 1 > {d}/times; echo 1 > /proc/self/make-it-fail")
+
+
+@pytest.mark.parametrize("kind,errno", [("fail_usercopy", 14), ("failslab", 12)])
+def test_a_write_refused_before_its_reply_never_returns_the_last_batchs_replies(
+        debug_kernel, module, kind, errno):
+    """Item 5 of the hardening issue: a batch whose replies were stored but not read, then a
+    write the module refuses before it could store anything of its own (EFAULT when the batch
+    cannot be copied in, ENOMEM when its buffer cannot be allocated): reading back must never
+    give the earlier batch's replies as this write's."""
+    d = f"/sys/kernel/debug/{kind}"
+    out = module.shell(
+        f"exec 5> {CTL}; echo version >&5; "  # stored, never read
+        + _fail_inside_module_once(kind) + "; "
+        f"echo version >&5; echo \"@@W$?\"; "
+        f"echo 0 > /proc/self/make-it-fail; echo 0 > {d}/probability; exec 5>&-; "
+        f"while IFS= read -r l; do echo \"$l\"; done < {CTL}")
+    assert "@@W1" in out, f"the armed write was not refused: {out}"
+    replies = [line for line in out if not line.startswith("@@")]
+    assert not any(" version ret=0" in line for line in replies), \
+        f"the refused write returned the earlier batch's reply: {replies}"
+    assert all(f"ret=-{errno}" in line for line in replies), replies  # its own refusal, if any

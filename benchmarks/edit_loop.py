@@ -54,10 +54,11 @@ class Stamped:
 
 
 class LogFollower:
-    """Follows whichever build log grows during a run (the build key is the harness's business)."""
+    """Follows the build log that grows during a run and builds `tree` (the build key is the
+    harness's business; other builds may be running beside it)."""
 
-    def __init__(self, cache: Path) -> None:
-        self.cache = cache
+    def __init__(self, cache: Path, tree: Path) -> None:
+        self.cache, self.marker = cache, f"make -C {tree} ".encode()
         self.out = Stamped()
         self._stop = threading.Event()
         self._before = {p: p.stat().st_mtime_ns for p in self._logs()}
@@ -79,7 +80,8 @@ class LogFollower:
         offset, partial = 0, ""
         while not self._stop.wait(0.05):
             if log is None:
-                grown = [p for p in self._logs() if p.stat().st_mtime_ns != self._before.get(p)]
+                grown = [p for p in self._logs() if p.stat().st_mtime_ns != self._before.get(p)
+                         and self.marker in p.read_bytes()[:4096]]
                 if not grown:
                     continue
                 log = grown[0]
@@ -141,7 +143,7 @@ class Sample:
 def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
              env: dict[str, str]) -> Sample:
     argv = [str(ROOT / "iopt-hil"), "run", "--tree", str(tree), "--results", str(results), *extra]
-    with LogFollower(cache) as follower:
+    with LogFollower(cache, tree) as follower:
         started = time.monotonic()
         proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         total = time.monotonic() - started
@@ -168,8 +170,11 @@ def edit(tree: Path, path: str, n: int) -> None:
         f.write(comment + "\n")
 
 
-def reset(tree: Path) -> None:
+def reset(tree: Path, env: dict[str, str]) -> None:
+    """The copy back at its commit, and built so (the next scenario starts from a built tree)."""
     git(tree, "checkout", "--quiet", "--", C_FILE, RUST_FILE)
+    subprocess.run([str(ROOT / "iopt-hil"), "build", "--tree", str(tree)], env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def report(name: str, samples: list[Sample]) -> None:
@@ -230,7 +235,7 @@ def main() -> int:
         cold(env)
     root = BuildRoot(cache).ensure(print)
     tree = kernel_repo(cache, default_tree(root).path, "edit-loop")
-    reset(tree)
+    reset(tree, env)
     extra = args.pytest_args.split()
     with tempfile.TemporaryDirectory(prefix="iopt-hil-bench-") as tmp:
         results = Path(tmp) / "results"
@@ -244,11 +249,8 @@ def main() -> int:
                     edit(tree, C_FILE if name == "c" else RUST_FILE, n)
                 more = ["-k", args.narrow] if name == "narrow" else []
                 samples.append(run_once(tree, cache, results, extra + more, env))
-            reset(tree)
+            reset(tree, env)
             report(name, samples)
-        # leave the copy's build matching its commit, for the next benchmark
-        subprocess.run([str(ROOT / "iopt-hil"), "build", "--tree", str(tree)], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return 0
 
 

@@ -110,6 +110,7 @@ def test_arm_hd_sets_dbm_on_writable_leaves_only(pgtable, name, hd):
     table = pgtable(pgsizes=every_power_of_two_from(GRANULE_SIZE[name]), quirks=quirks)
     placed = map_every_size(table)
     w = walk_clean(table)
+    assert sorted(leaf.iova for leaf in w.leaves) == sorted(placed)
     for leaf in w.leaves:
         writable = bool(placed[leaf.iova] & Prot.WRITE)
         assert leaf.desc.read_only == (not writable), leaf.describe()

@@ -115,3 +115,13 @@ def test_table_descriptor_address_holds_52_bits_with_64k():
     d = decode(raw, 1, G64K)
     assert d.kind == "table" and d.address == (5 << 48) | 0x4001_0000 and d.nstable
     assert decode(0x4001_0000 | (0x5 << 12) | 3, 1, G4K).address == 0x4001_5000
+
+
+def test_dump_shows_ns_nstable_and_dbm():
+    from harness.pgtable.dump import dump, format_dump
+
+    tb = TableBuilder(G4K, 48, table_bits=NSTABLE)
+    tb.map(0x1000, 0x8000_0000, 0x1000, AF | NG | NS | DBM)
+    text = format_dump(dump(1, 48, walk(tb.mem, tb.ttbr, G4K, 48, MAIR)))
+    assert text.count("NSTable") == 3  # L0 -> L1 -> L2 -> L3: three table descriptors
+    assert "NS=1 DBM=1" in text and "ns=1 dbm=1" in text

@@ -22,7 +22,7 @@ from ..errors import ChannelError, ContractViolation, ModuleError
 from .guest_tools import DEBUGFS_CTL
 from .ssh import SshChannel
 
-PROTOCOL = 3
+PROTOCOL = 4
 MAX_LINE = 1 << 16  # bytes in one reply line; the module's longest is a few hundred
 MAX_LINES = 1 << 18  # lines in one call's output; a batch answers one line per request
 _SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
@@ -65,13 +65,50 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Tcr:
+    """The translation control io-pgtable chose for a table, as the encodings of the Arm ARM's
+    TCR_ELx fields (an SMMU context descriptor uses the same ones): what a device walking the
+    table must be given. The module reads them from `raw_cfg()`; the host checks them."""
+
+    t0sz: int  # 64 - input address bits
+    tg0: int  # granule: 0 = 4K, 1 = 64K, 2 = 16K
+    irgn0: int  # inner cacheability of walks: 0 NC, 1 WB-WA, 2 WT, 3 WB no WA
+    orgn0: int  # outer cacheability, same encoding
+    sh0: int  # shareability of walks: 0 non, 2 outer, 3 inner
+    ips: int  # output address size: 0..6 = 32, 36, 40, 42, 44, 48, 52 bits
+
+
+TCR_KEYS = ("tcr_t0sz", "tcr_tg0", "tcr_irgn0", "tcr_orgn0", "tcr_sh0", "tcr_ips")
+
+
+class Quirk(enum.IntFlag):
+    """io-pgtable's quirk bits (include/linux/io-pgtable.h)."""
+
+    ARM_NS = 1 << 0
+    NO_PERMS = 1 << 1
+    ARM_MTK_EXT = 1 << 3
+    ARM_MTK_TTBR_EXT = 1 << 4
+    ARM_TTBR1 = 1 << 5
+    ARM_OUTER_WBWA = 1 << 6
+    ARM_HD = 1 << 7
+    ARM_S2FWB = 1 << 8
+    NO_WARN = 1 << 9
+
+
+@dataclass(frozen=True)
 class TableInfo:
+    """A table as io-pgtable keeps it: ias, oas and pgsizes are the effective ones (narrowed
+    to what the granule allows), not necessarily those asked for."""
+
     id: int
     ttbr: int
     mair: int
     ias: int
     oas: int
     pgsizes: int
+    quirks: int = 0
+    coherent_walk: bool = True
+    tcr: Tcr | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +158,21 @@ BULKY_REQUESTS = 16  # from this many requests on, a batch's replies are read by
 def _bulky(text: str) -> bool:
     """Replies are a line per request: many requests, many bytes (the fork pays off from ~1.5 KB)."""
     return text.count("\n") + 1 >= BULKY_REQUESTS
+
+
+def create_request(ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0,
+                   coherent_walk: bool = True) -> str:
+    """A `create` line (for batches, and for tests that expect a refusal)."""
+    return req("create", ias=ias, oas=oas, pgsizes=pgsizes, quirks=int(quirks),
+               coherent_walk="1" if coherent_walk else "0")
+
+
+def table_info(reply: Reply) -> TableInfo:
+    """The table a `create` or `info` reply describes."""
+    n = reply.num
+    return TableInfo(n("id"), n("ttbr"), n("mair"), n("ias"), n("oas"), n("pgsizes"),
+                     quirks=n("quirks"), coherent_walk=bool(n("coherent_walk")),
+                     tcr=Tcr(*(n(k) for k in TCR_KEYS)))
 
 
 Runs = list[tuple[int, int, int]]  # (iova, size, pgsize); named here: the class has a `list`
@@ -257,15 +309,14 @@ class ModuleClient:
         return self.request("version").ok().num("protocol")
 
     def create(self, ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000,
-               quirks: int = 0) -> TableInfo:
-        return self._table_info(req("create", ias=ias, oas=oas, pgsizes=pgsizes, quirks=quirks))
+               quirks: int = 0, coherent_walk: bool = True) -> TableInfo:
+        return self._table_info(create_request(ias, oas, pgsizes, quirks, coherent_walk))
 
     def info(self, table: int) -> TableInfo:
         return self._table_info(req("info", id=table))
 
     def _table_info(self, line: str) -> TableInfo:
-        r = self.request(line).ok()
-        return TableInfo(*(r.num(k) for k in ("id", "ttbr", "mair", "ias", "oas", "pgsizes")))
+        return table_info(self.request(line).ok())
 
     def destroy(self, table: int) -> Reply:
         return self.request(req("destroy", id=table))

@@ -43,7 +43,7 @@ def _fields(raw: int, level: int, walk: Walk) -> dict[str, Any]:
         out.update(ap=d.ap, read_only=d.read_only, uxn=d.uxn, pxn=d.pxn, attr_index=d.attr_index,
                    sh=d.shareability, af=d.af, ng=d.ng, ns=d.ns, dbm=d.dbm, contiguous=d.contiguous)
     elif d.kind == "table":
-        out["table_attrs"] = d.table_attrs
+        out.update(table_attrs=d.table_attrs, nstable=d.nstable)
     return out
 
 
@@ -95,12 +95,13 @@ def format_dump(d: TableDump) -> str:
         for e in level["entries"]:
             if e["kind"] == "table":
                 lines.append(f"    [{e['index']:3}] iova {e['iova']:#x}: table -> {e['address']:#x} "
-                             f"(raw {e['raw']:#018x})")
+                             f"{'NSTable ' if e['nstable'] else ''}(raw {e['raw']:#018x})")
             else:
                 lines.append(f"    [{e['index']:3}] iova {e['iova']:#x}: {e['kind']} -> "
                              f"{e['address']:#x} AP={e['ap']:#04b}{' RO' if e['read_only'] else ''} "
                              f"UXN={int(e['uxn'])} PXN={int(e['pxn'])} AttrIndx={e['attr_index']} "
-                             f"SH={e['sh']} AF={int(e['af'])} nG={int(e['ng'])} (raw {e['raw']:#018x})")
+                             f"SH={e['sh']} AF={int(e['af'])} nG={int(e['ng'])} NS={int(e['ns'])} "
+                             f"DBM={int(e['dbm'])} (raw {e['raw']:#018x})")
     lines.append(f"  mapped: {len(d.ranges)} range(s)")
     lines += [f"    {r.iova:#x}..{r.iova + r.size:#x} -> {r.output:#x} ({r.size:#x} bytes) {r.attrs}"
               for r in d.ranges]

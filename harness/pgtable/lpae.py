@@ -136,12 +136,30 @@ class Descriptor:
         return bool(self.ap & 0b01)
 
     @property
+    def nstable(self) -> bool:
+        """NSTable (table descriptor bit 63): every lookup below is Non-secure."""
+        return bool(self.table_attrs & 0b10000)
+
+    @property
+    def aptable(self) -> int:
+        """APTable (table descriptor bits [62:61]): limits on the permissions below."""
+        return (self.table_attrs >> 2) & 0b11
+
+    @property
+    def xntable(self) -> tuple[bool, bool]:
+        """(UXNTable, PXNTable): table descriptor bits 60 and 59."""
+        return bool(self.table_attrs & 0b10), bool(self.table_attrs & 0b1)
+
+    @property
     def shareability(self) -> str:
         return ("non-shareable", "reserved", "outer-shareable", "inner-shareable")[self.sh]
 
     def bits(self) -> str:
         """A compact line for failure messages."""
-        if self.kind in ("invalid", "table"):
+        if self.kind == "table":
+            return (f"table L{self.level} raw={self.raw:#018x} addr={self.address:#x} "
+                    f"nstable={int(self.nstable)} aptable={self.aptable:#04b}")
+        if self.kind == "invalid":
             return f"{self.kind} raw={self.raw:#018x} addr={self.address:#x}"
         return (f"{self.kind} L{self.level} raw={self.raw:#018x} oa={self.address:#x} "
                 f"attridx={self.attr_index} ap={self.ap:#04b}({'ro' if self.read_only else 'rw'},"

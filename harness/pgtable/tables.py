@@ -37,7 +37,8 @@ class GuestTable:
     def walk(self) -> Walk:
         """The whole table, read while the vCPUs are stopped (a consistent snapshot)."""
         with self.qmp.paused():
-            return walk(self.memory, self.info.ttbr, self.granule, self.info.ias, self.info.mair)
+            return walk(self.memory, self.info.ttbr, self.granule, self.info.ias, self.info.mair,
+                        oas=self.info.oas)
 
     def destroy(self) -> None:
         self.client.destroy(self.id).ok()

@@ -18,6 +18,14 @@ from .lpae import MAX_LEVEL, Descriptor, Granule, MemType, decode, decode_mair
 
 # Levels at which the architecture allows block descriptors (without FEAT_LPA2).
 BLOCK_LEVELS = {0x1000: (1, 2), 0x4000: (2,), 0x10000: (2,)}
+# With the 64K granule and 52-bit output addresses (FEAT_LPA), level 1 holds 4TB blocks too.
+BLOCK_LEVELS_LPA = {**BLOCK_LEVELS, 0x10000: (1, 2)}
+MAX_OAS = {0x1000: 48, 0x4000: 48, 0x10000: 52}  # without FEAT_LPA2, as io-pgtable-arm
+
+
+def block_levels(granule: Granule, oas: int) -> tuple[int, ...]:
+    """The levels where a block may sit in a table whose output addresses have `oas` bits."""
+    return (BLOCK_LEVELS_LPA if oas > 48 else BLOCK_LEVELS)[granule.size]
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class TablePage:
     iova: int  # first iova this table covers
     entries: int
     valid: int  # number of valid descriptors in it
+    parent: Descriptor | None = None  # the table descriptor that points here (None: the root)
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Walk:
     ttbr: int
     granule: Granule
     ias: int
+    oas: int = 48
     leaves: list[Leaf] = field(default_factory=list)
     tables: list[TablePage] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -113,12 +123,20 @@ class _Walker:
 
 
 def walk(mem: GuestMemory, ttbr: int, granule: Granule, ias: int, mair: int,
-         budget: WalkBudget = WalkBudget()) -> Walk:
-    top = 52 if granule.size == 0x10000 else 48  # without FEAT_LPA2, as io-pgtable-arm
+         budget: WalkBudget = WalkBudget(), oas: int = 48) -> Walk:
+    """Every leaf and table page under `ttbr`; `oas` (the table's output address size) decides
+    whether 4TB level-1 blocks exist (64K granule, 52 bits) and which output addresses are
+    out of range (a finding, like a table outside RAM)."""
+    top = MAX_OAS[granule.size]
     if not granule.shift < ias <= top:
         raise WalkError(f"ias {ias} cannot be walked with a {granule.name} granule "
                         f"(needs {granule.shift} < ias <= {top})")
-    result = Walk(ttbr, granule, ias)
+    if not 0 < oas <= top:
+        raise WalkError(f"oas {oas} is not an output size of the {granule.name} granule "
+                        f"(up to {top} bits)")
+    result = Walk(ttbr, granule, ias, oas)
+    if ttbr >> oas:
+        result.problems.append(f"ttbr {ttbr:#x} is beyond the table's {oas}-bit output space")
     walker = _Walker(mem, result, mair, budget, time.monotonic() + budget.seconds)
     try:
         _walk_table(walker, ttbr, granule.start_level(ias), 0, granule.root_entries(ias), -1)
@@ -128,7 +146,8 @@ def walk(mem: GuestMemory, ttbr: int, granule: Granule, ias: int, mair: int,
     return result
 
 
-def _walk_table(w: _Walker, addr: int, level: int, base: int, entries: int, parent: int) -> None:
+def _walk_table(w: _Walker, addr: int, level: int, base: int, entries: int, parent: int,
+                pointer: Descriptor | None = None) -> None:
     result, mem, mair = w.result, w.mem, w.mair
     granule = result.granule
     if addr in w.seen:
@@ -148,7 +167,7 @@ def _walk_table(w: _Walker, addr: int, level: int, base: int, entries: int, pare
     raws = struct.unpack(f"<{entries}Q", data)
     used = list(compress(range(entries), raws))  # filtered in C: tables are mostly zeros
     step = granule.block_size(level)
-    page = TablePage(addr, level, base, entries, sum(raws[i] & 1 for i in used))
+    page = TablePage(addr, level, base, entries, sum(raws[i] & 1 for i in used), pointer)
     result.tables.append(page)
     for index in used:
         raw = raws[index]
@@ -164,11 +183,18 @@ def _walk_table(w: _Walker, addr: int, level: int, base: int, entries: int, pare
             if level == MAX_LEVEL:
                 result.problems.append(f"table descriptor at L3 {entry:#x}")
                 continue
-            _walk_table(w, desc.address, level + 1, iova, granule.size // 8, entry)
+            if desc.address >> result.oas:
+                result.problems.append(f"table descriptor at {entry:#x} points beyond the "
+                                       f"{result.oas}-bit output space: {desc.bits()}")
+            _walk_table(w, desc.address, level + 1, iova, granule.size // 8, entry, desc)
         else:
-            if desc.kind == "block" and level not in BLOCK_LEVELS[granule.size]:
+            if desc.kind == "block" and level not in block_levels(granule, result.oas):
                 result.problems.append(f"block at L{level} not allowed with a "
-                                       f"{granule.size // 1024}K granule: {desc.bits()}")
+                                       f"{granule.size // 1024}K granule and {result.oas}-bit "
+                                       f"output addresses: {desc.bits()}")
+            if (desc.address + step - 1) >> result.oas:
+                result.problems.append(f"output address beyond the table's {result.oas}-bit "
+                                       f"output space: {desc.bits()}")
             if desc.kind == "block" and raw & (step - 1) & ~(granule.size - 1) & ((1 << 48) - 1):
                 result.problems.append(f"output address bits below the block size are set: {desc.bits()}")
             w.spend()

@@ -142,13 +142,16 @@ def module(guest: Machine, guest_manager: GuestManager,
 @pytest.fixture
 def pgtable(module: ModuleClient, guest: Machine,
             request: pytest.FixtureRequest) -> Iterator[Callable[..., GuestTable]]:
-    """Factory: `pgtable(ias=48, oas=48, pgsizes=0x40201000)`; every table is destroyed after."""
+    """Factory: `pgtable(ias=48, oas=48, pgsizes=0x40201000, quirks=0, coherent_walk=True)`;
+    every table is destroyed after."""
     made: list[GuestTable] = []
     request.node.stash[TABLES_KEY] = made  # walked again if the test fails
 
-    def make(ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0) -> GuestTable:
+    def make(ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0,
+             coherent_walk: bool = True) -> GuestTable:
         assert guest.memory is not None and guest.qmp is not None
-        table = GuestTable(module, module.create(ias, oas, pgsizes, quirks), guest.memory, guest.qmp)
+        info = module.create(ias, oas, pgsizes, quirks, coherent_walk)
+        table = GuestTable(module, info, guest.memory, guest.qmp)
         made.append(table)
         return table
 

@@ -28,7 +28,7 @@ from .suite_run import run_child_suite
 
 C_FILE = "drivers/iommu/io-pgtable-arm.c"
 RUST_FILE = "rust/kernel/iommu/pgtable.rs"
-SUITE = ("test_map_basic.py", "test_contract.py", "test_matrix.py")  # in the guest suite
+SUITE = ("test_map_basic.py", "test_contract.py", "test_matrix.py", "test_format.py")  # in the guest suite
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,26 @@ MUTANTS = [
            "(unmap_pages)(self.raw_ops(), iova, pgsize, 1,"),
     Mutant("Rust mair() shifted", RUST_FILE, "__bindgen_anon_1.arm_lpae_s1_cfg.mair }",
            "__bindgen_anon_1.arm_lpae_s1_cfg.mair >> 8 }"),
+    # The format beyond the common path (tests/guest/test_format.py).
+    Mutant("ARM_NS: no NS on leaves", C_FILE, "pte |= ARM_LPAE_PTE_NS;", "pte |= 0;"),
+    Mutant("ARM_NS: no NSTable on tables", C_FILE, "new |= ARM_LPAE_PTE_NSTABLE;", "new |= 0;"),
+    Mutant("ARM_HD: DBM on read-only leaves too", C_FILE,
+           "else if (data->iop.cfg.quirks & IO_PGTABLE_QUIRK_ARM_HD)",
+           "if (data->iop.cfg.quirks & IO_PGTABLE_QUIRK_ARM_HD)"),
+    Mutant("OUTER_WBWA ignored", C_FILE, "if (!(cfg->quirks & IO_PGTABLE_QUIRK_ARM_OUTER_WBWA))",
+           "if (1)"),
+    Mutant("stage-1 accepts S2FWB", C_FILE, "IO_PGTABLE_QUIRK_ARM_OUTER_WBWA |",
+           "IO_PGTABLE_QUIRK_ARM_OUTER_WBWA | IO_PGTABLE_QUIRK_ARM_S2FWB |"),
+    Mutant("Rust new() drops the quirks", RUST_FILE, "quirks: config.quirks,", "quirks: 0,"),
+    Mutant("Rust new() always coherent", RUST_FILE, "coherent_walk: config.coherent_walk,",
+           "coherent_walk: true,"),
+    Mutant("52-bit PA: bits 51:48 dropped", C_FILE,
+           "return (pte | (pte >> (48 - 12))) & ARM_LPAE_PTE_ADDR_MASK;",
+           "return pte & ARM_LPAE_PTE_ADDR_MASK;"),
+    Mutant("4TB block dropped from the bitmap", C_FILE, "if (cfg->oas > 48)", "if (cfg->oas > 52)"),
+    Mutant("T0SZ off by one", C_FILE, "\ttcr->tsz = 64ULL - cfg->ias;",
+           "\ttcr->tsz = 63ULL - cfg->ias;"),
+    Mutant("TG0 of 16K encoded as 64K", C_FILE, ": ARM_LPAE_TCR_TG0_16K;", ": ARM_LPAE_TCR_TG0_64K;"),
 ]
 
 

@@ -21,9 +21,21 @@ use kernel::{
     sync::{Arc, Mutex},
 };
 
+// The quirk bits of `include/linux/io-pgtable.h` (`BIT(n)` macros, which bindgen cannot name).
 const QUIRK_ARM_NS: usize = 1 << 0;
+const QUIRK_NO_PERMS: usize = 1 << 1;
+const QUIRK_ARM_MTK_EXT: usize = 1 << 3;
+const QUIRK_ARM_MTK_TTBR_EXT: usize = 1 << 4;
+const QUIRK_ARM_TTBR1: usize = 1 << 5;
+const QUIRK_ARM_OUTER_WBWA: usize = 1 << 6;
 const QUIRK_ARM_HD: usize = 1 << 7;
+const QUIRK_ARM_S2FWB: usize = 1 << 8;
 const QUIRK_NO_WARN: usize = 1 << 9;
+/// Passed on to io-pgtable: the stage-1 quirks this module's checks model.
+const QUIRKS_PASSED: usize = QUIRK_ARM_NS | QUIRK_ARM_HD | QUIRK_ARM_OUTER_WBWA | QUIRK_NO_WARN;
+/// Passed on too, so that io-pgtable's own refusal is seen: quirks of other formats.
+const QUIRKS_OF_OTHER_FORMATS: usize =
+    QUIRK_NO_PERMS | QUIRK_ARM_MTK_EXT | QUIRK_ARM_MTK_TTBR_EXT | QUIRK_ARM_S2FWB;
 
 /// Runs one request and writes its reply.
 pub(crate) fn execute(state: &State, request: &Request, out: &mut Out) -> FmtResult {
@@ -35,7 +47,17 @@ pub(crate) fn execute(state: &State, request: &Request, out: &mut Out) -> FmtRes
             oas,
             pgsizes,
             quirks,
-        } => create(state.dev, tables, *ias, *oas, *pgsizes, *quirks, out),
+            coherent_walk,
+        } => {
+            let cfg = Config {
+                quirks: *quirks as usize,
+                pgsize_bitmap: *pgsizes as usize,
+                ias: (*ias).min(64) as u32,
+                oas: (*oas).min(64) as u32,
+                coherent_walk: *coherent_walk,
+            };
+            create(state.dev, tables, cfg, out)
+        }
         Request::Destroy { id } => {
             let entry = match tables.lock().remove(*id) {
                 Ok(entry) => entry,
@@ -106,54 +128,74 @@ fn record(tables: &Mutex<Registry>, id: u64, start: u64, out: &mut Out) -> FmtRe
 fn describe(id: u32, table: &Table, g: Geometry, out: &mut Out) -> FmtResult {
     // SAFETY: the table is never handed to a device, so no device uses it when it is dropped.
     let ttbr = unsafe { table.pgt.ttbr() };
+    // SAFETY: `raw_cfg` points into the table, which `table` keeps alive; io-pgtable writes the
+    // config only when it creates the table. The union holds `arm_lpae_s1_cfg`: the table's
+    // format is `ARM64LPAES1`.
+    let (quirks, coherent, tcr) = unsafe {
+        let cfg = &*table.pgt.raw_cfg();
+        let tcr = &cfg.__bindgen_anon_1.arm_lpae_s1_cfg.tcr;
+        let fields = [tcr.tsz(), tcr.tg(), tcr.irgn(), tcr.orgn(), tcr.sh(), tcr.ips()];
+        (cfg.quirks, cfg.coherent_walk, fields)
+    };
     writeln!(
         out,
-        "id={} fmt=arm64-lpae-s1 ttbr={:#x} mair={:#x} ias={} oas={} pgsizes={:#x}",
+        "id={} fmt=arm64-lpae-s1 ttbr={:#x} mair={:#x} ias={} oas={} pgsizes={:#x} quirks={:#x} \
+         coherent_walk={} tcr_t0sz={} tcr_tg0={} tcr_irgn0={} tcr_orgn0={} tcr_sh0={} tcr_ips={}",
         id,
         ttbr,
         table.pgt.mair(),
         g.ias,
         g.oas,
-        g.pgsizes
+        g.pgsizes,
+        quirks,
+        u8::from(coherent),
+        tcr[0],
+        tcr[1],
+        tcr[2],
+        tcr[3],
+        tcr[4],
+        tcr[5]
     )
 }
 
 fn create(
     dev: &'static Device<Bound>,
     tables: &Mutex<Registry>,
-    ias: u64,
-    oas: u64,
-    pgsizes: u64,
-    quirks: u64,
+    cfg: Config,
     out: &mut Out,
 ) -> FmtResult {
-    let quirks = quirks as usize;
-    if !(12..=48).contains(&ias) || !(12..=48).contains(&oas) {
-        return refuse(out, EINVAL, "ias and oas must be 12..=48");
+    if !(12..=52).contains(&cfg.ias) || !(12..=52).contains(&cfg.oas) {
+        return refuse(out, EINVAL, "ias and oas must be 12..=52");
     }
-    if quirks & !(QUIRK_ARM_NS | QUIRK_ARM_HD | QUIRK_NO_WARN) != 0 {
-        return refuse(out, EINVAL, "unsupported quirk");
+    if cfg.quirks & QUIRK_ARM_TTBR1 != 0 {
+        return refuse(out, EINVAL, "quirk ARM_TTBR1 (upper-half iovas) not modelled here");
     }
-    if pgsizes == 0 {
+    if cfg.quirks & !(QUIRKS_PASSED | QUIRKS_OF_OTHER_FORMATS) != 0 {
+        return refuse(out, EINVAL, "quirk bits that name no io-pgtable quirk");
+    }
+    if cfg.pgsize_bitmap == 0 {
         return refuse(out, EINVAL, "empty pgsize bitmap");
     }
-    let cfg = Config {
-        quirks,
-        pgsize_bitmap: pgsizes as usize,
-        ias: ias as u32,
-        oas: oas as u32,
-        coherent_walk: true,
-    };
     let pgt = match crate::shim::new_table(dev, cfg) {
         Ok(p) => p,
-        Err(e) => return writeln!(out, "ret={} src=pgtable", e.to_errno()),
+        Err(e) => {
+            return writeln!(
+                out,
+                "ret={} src=pgtable why=\"io-pgtable refused the configuration\"",
+                e.to_errno()
+            )
+        }
     };
     // SAFETY: `raw_cfg` points into the table `pgt` owns, which nothing else can reach yet.
-    // io-pgtable narrowed the bitmap to what the format supports when it created the table.
-    let effective = unsafe { (*pgt.raw_cfg()).pgsize_bitmap } as u64;
+    // io-pgtable narrowed the bitmap to what the format supports, and clamped ias and oas to
+    // what the granule allows, when it created the table: the checks use what it kept.
+    let (effective, ias_kept, oas_kept) = unsafe {
+        let cfg = &*pgt.raw_cfg();
+        (cfg.pgsize_bitmap as u64, cfg.ias, cfg.oas)
+    };
     // The smallest page is the granule; an input space no larger than one granule has no
     // level to walk, and io-pgtable WARNs on every map and iova_to_phys of such a table.
-    if effective == 0 || ias <= u64::from(effective.trailing_zeros()) {
+    if effective == 0 || ias_kept <= effective.trailing_zeros() {
         return refuse(out, EINVAL, "ias at or below the granule shift");
     }
     let table = match Arc::new(Table { pgt }, GFP_KERNEL) {
@@ -161,8 +203,8 @@ fn create(
         Err(_) => return writeln!(out, "ret=-12 src=module"),
     };
     let geometry = Geometry {
-        ias: ias as u32,
-        oas: oas as u32,
+        ias: ias_kept,
+        oas: oas_kept,
         pgsizes: effective,
     };
     let mut reg = tables.lock();

@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! version
-//! create [ias=48] [oas=48] [pgsizes=0x40201000] [quirks=0]
+//! create [ias=48] [oas=48] [pgsizes=0x40201000] [quirks=0] [coherent_walk=1]
 //! destroy id=N
 //! list
 //! info id=N
@@ -25,6 +25,20 @@
 //! record id=N [start=A]            (the mapping record: up to 64 runs from iova A on)
 //! trigger what=warn|panic|hang      (harness self-tests: a WARN, a panic, a hard hang)
 //! ```
+//!
+//! `create` and `info` answer with the table as io-pgtable keeps it (`raw_cfg()`): `ttbr`,
+//! `mair`, the effective `ias`, `oas` and `pgsizes` (io-pgtable narrows them to what the
+//! granule allows), `quirks`, `coherent_walk`, and the translation control a device needs,
+//! one field each, as the Arm ARM names them in TCR_ELx / an SMMU context descriptor:
+//! `tcr_t0sz tcr_tg0 tcr_irgn0 tcr_orgn0 tcr_sh0 tcr_ips` (the encodings, in decimal;
+//! io-pgtable keeps them as bitfields, not as one register value). Quirks `ARM_NS`, `ARM_HD`,
+//! `ARM_OUTER_WBWA` and `NO_WARN` are passed on; `ARM_TTBR1` (upper-half input addresses,
+//! which the module's checks do not model) and bits that name no quirk are refused
+//! (`ret=-22 src=check`); the quirks io-pgtable names for other formats (`NO_PERMS`,
+//! `ARM_MTK_EXT`, `ARM_MTK_TTBR_EXT`, `ARM_S2FWB`) are passed on so that io-pgtable's own
+//! refusal is seen (`src=pgtable`). `ias` and `oas` are 12..=52 (io-pgtable clamps them to 48
+//! except with the 64K granule). The module's device has a 64-bit DMA mask, so that
+//! `coherent_walk=0` tables (whose pages io-pgtable maps with the DMA API) can be made.
 //!
 //! Replies: `<index> <verb> ret=<errno or 0> [src=check|pgtable|module] [key=value ...]`.
 //! `src=module` means this module ran out of memory (`ret=-12`). `src=check`
@@ -132,6 +146,7 @@ impl kernel::Module for IoptHil {
         // SAFETY: the registration is boxed (stable address) and, by field order, outlives the
         // debugfs file that owns every table borrowing the device.
         let dev: &'static Device<Bound> = unsafe { &*(devref as *const Device<Bound>) };
+        give_dma_mask(dev)?;
         let dir = Dir::new(c"iopt_hil");
         let state = pin_init!(State {
             dev,
@@ -149,6 +164,26 @@ impl kernel::Module for IoptHil {
             _dir: dir,
             _reg: reg,
         })
+    }
+}
+
+/// Gives the module's faux device a 64-bit DMA mask, as a platform device gets one when it is
+/// made (a faux device has none): a table made with `coherent_walk = false` has its pages
+/// mapped for the device with the DMA API, which refuses (and WARNs on) a device without one.
+fn give_dma_mask(dev: &Device<Bound>) -> Result {
+    // `Device` is `repr(transparent)` over `Opaque<bindings::device>`, itself transparent over
+    // the C struct and mutable through a shared reference (`Opaque` is an `UnsafeCell`); the
+    // kernel crate keeps its own `as_raw` to itself.
+    let raw = core::ptr::from_ref(dev).cast::<kernel::bindings::device>().cast_mut();
+    // SAFETY: `raw` is the module's own faux device, registered and alive for this call. No
+    // table exists yet and nothing else makes DMA mappings for this device, so nothing reads
+    // its DMA fields meanwhile. `dma_mask` is pointed at the device's own `coherent_dma_mask`,
+    // which lives exactly as long as the device (what `dma_coerce_mask_and_coherent` does for
+    // devices their bus gave no mask). Both setters only check the mask and store it.
+    unsafe {
+        (*raw).dma_mask = &raw mut (*raw).coherent_dma_mask;
+        kernel::error::to_result(kernel::bindings::dma_set_mask(raw, u64::MAX))?;
+        kernel::error::to_result(kernel::bindings::dma_set_coherent_mask(raw, u64::MAX))
     }
 }
 

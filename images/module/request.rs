@@ -6,7 +6,7 @@
 use kernel::{iommu::pgtable::prot, prelude::kunit_tests};
 
 /// Bumped whenever the request grammar changes; the host client checks it.
-pub(crate) const PROTOCOL: u32 = 3;
+pub(crate) const PROTOCOL: u32 = 4;
 
 /// What a `trigger` request asks for (harness self-tests).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +49,8 @@ pub(crate) enum Request {
         oas: u64,
         pgsizes: u64,
         quirks: u64,
+        /// `Config::coherent_walk`: false makes io-pgtable map and sync its pages for the device.
+        coherent_walk: bool,
     },
     Destroy {
         id: u64,
@@ -85,6 +87,8 @@ enum Kind {
     Prot,
     /// `warn|panic|hang`.
     Trigger,
+    /// `0` or `1`.
+    Flag,
 }
 
 #[derive(Clone, Copy)]
@@ -114,6 +118,10 @@ const OAS: Key = number("oas");
 const PGSIZES: Key = number("pgsizes");
 const QUIRKS: Key = number("quirks");
 const START: Key = number("start");
+const COHERENT_WALK: Key = Key {
+    name: "coherent_walk",
+    kind: Kind::Flag,
+};
 const WHAT: Key = Key {
     name: "what",
     kind: Kind::Trigger,
@@ -142,13 +150,14 @@ const VERBS: &[Verb] = &[
     Verb {
         name: "create",
         required: &[],
-        optional: &[IAS, OAS, PGSIZES, QUIRKS],
+        optional: &[IAS, OAS, PGSIZES, QUIRKS, COHERENT_WALK],
         build: |a| {
             Some(Request::Create {
                 ias: a.number(IAS).unwrap_or(48),
                 oas: a.number(OAS).unwrap_or(48),
                 pgsizes: a.number(PGSIZES).unwrap_or(0x4020_1000),
                 quirks: a.number(QUIRKS).unwrap_or(0),
+                coherent_walk: a.value(COHERENT_WALK).map_or(true, |v| v == "1"),
             })
         },
     },
@@ -280,6 +289,7 @@ impl Kind {
             Kind::Number => parse_num(value).is_some(),
             Kind::Prot => parse_prot(value).is_some(),
             Kind::Trigger => trigger(value).is_some(),
+            Kind::Flag => value == "0" || value == "1",
         }
     }
 }
@@ -402,6 +412,7 @@ mod tests {
             oas: 48,
             pgsizes: 0x4020_1000,
             quirks: 0,
+            coherent_walk: true,
         };
         assert_eq!(request("create"), Some(defaults));
         let small = Request::Create {
@@ -409,8 +420,18 @@ mod tests {
             oas: 40,
             pgsizes: 0x4020_1000,
             quirks: 0x200,
+            coherent_walk: false,
         };
-        assert_eq!(request("create oas=40 quirks=0x200 ias=32"), Some(small));
+        assert_eq!(
+            request("create oas=40 quirks=0x200 coherent_walk=0 ias=32"),
+            Some(small)
+        );
+        assert!(matches!(
+            request("create coherent_walk=1"),
+            Some(Request::Create { coherent_walk: true, .. })
+        ));
+        assert_eq!(why("create coherent_walk=2"), "bad value");
+        assert_eq!(why("create coherent_walk=true"), "bad value");
     }
 
     #[test]

@@ -21,6 +21,7 @@ from tests.unit.tablebuilder import AF, NG, TableBuilder
 
 MAIR = 0xfffffffff404ff44  # what the real module reads back (see DESIGN.md)
 EINVAL, ENOENT, EEXIST, ERANGE = 22, 2, 17, 34
+IPS_BITS = (32, 36, 40, 42, 44, 48, 52)
 VERBS = {"version", "create", "destroy", "list", "info", "map", "map_unchecked", "unmap",
          "unmap_unchecked", "iova_to_phys", "record", "trigger"}
 PROT_NAMES = {"read": Prot.READ, "write": Prot.WRITE, "cache": Prot.CACHE,
@@ -83,9 +84,18 @@ class FakeTable:
     def granule(self) -> Granule:
         return self.builder.granule
 
+    quirks: int = 0
+    coherent_walk: bool = True
+
     def line(self) -> str:
+        tg0 = {0x1000: 0, 0x10000: 1, 0x4000: 2}[self.granule.size]
+        ips = (32, 36, 40, 42, 44, 48, 52).index(self.oas) if self.oas in IPS_BITS else 7
+        rgn, sh = (1, 3) if self.coherent_walk else (0, 2)
         return (f"id={self.id} fmt=arm64-lpae-s1 ttbr={self.builder.ttbr:#x} mair={MAIR:#x} "
-                f"ias={self.ias} oas={self.oas} pgsizes={self.pgsizes:#x}")
+                f"ias={self.ias} oas={self.oas} pgsizes={self.pgsizes:#x} "
+                f"quirks={self.quirks:#x} coherent_walk={int(self.coherent_walk)} "
+                f"tcr_t0sz={64 - self.ias} tcr_tg0={tg0} tcr_irgn0={rgn} tcr_orgn0={rgn} "
+                f"tcr_sh0={sh} tcr_ips={ips}")
 
 
 class FakeModule:
@@ -151,12 +161,15 @@ class FakeModule:
     def _create(self, a: dict[str, int]) -> str:
         ias, oas = a.get("ias", 48), a.get("oas", 48)
         pgsizes = a.get("pgsizes", 0x40201000)
-        if not (12 <= ias <= 48 and 12 <= oas <= 48):
-            return f'ret=-{EINVAL} src=check why="ias and oas must be 12..=48"'
+        if not (12 <= ias <= 52 and 12 <= oas <= 52):
+            return f'ret=-{EINVAL} src=check why="ias and oas must be 12..=52"'
         granule = granule_for(pgsizes)
+        top = 52 if granule.size == 0x10000 else 48  # io-pgtable clamps, as the module reports
+        ias, oas = min(ias, top), min(oas, top)
         builder = TableBuilder(granule, ias, base=0x4000_0000 + self.next_id * 0x100_0000)
         builder.mem = self.memory  # one guest RAM for every table
-        table = FakeTable(self.next_id, ias, oas, pgsizes, builder)
+        table = FakeTable(self.next_id, ias, oas, pgsizes, builder, quirks=a.get("quirks", 0),
+                          coherent_walk=bool(a.get("coherent_walk", 1)))
         self.tables[table.id] = table
         self.next_id += 1
         return "ret=0 " + table.line()

@@ -45,3 +45,25 @@ def test_cli_passes_unknown_options_to_pytest_only_for_run_and_selftest():
 
     args, unknown = parser().parse_known_args(["run", "-q", "-k", "2M", "--tree", "/t"])
     assert str(args.tree) == "/t" and unknown == ["-q", "-k", "2M"]
+
+
+def test_create_request_carries_quirks_and_coherent_walk_as_the_module_parses_them():
+    from harness.guest.modclient import Quirk, create_request
+
+    line = create_request(48, 52, 0x20010000, Quirk.ARM_NS | Quirk.ARM_HD, coherent_walk=False)
+    assert line == "create ias=0x30 oas=0x34 pgsizes=0x20010000 quirks=0x81 coherent_walk=0"
+    assert create_request().endswith("quirks=0x0 coherent_walk=1")  # a flag, not a number
+
+
+def test_table_info_reads_the_tcr_fields():
+    from harness.guest.modclient import Tcr, table_info
+
+    r = parse_reply("0 create ret=0 id=3 fmt=arm64-lpae-s1 ttbr=0x41230000 mair=0xf404ff44 "
+                    "ias=48 oas=52 pgsizes=0x40020010000 quirks=0x41 coherent_walk=0 "
+                    "tcr_t0sz=16 tcr_tg0=1 tcr_irgn0=0 tcr_orgn0=1 tcr_sh0=2 tcr_ips=6")
+    info = table_info(r)
+    assert (info.id, info.ias, info.oas, info.pgsizes) == (3, 48, 52, 0x40020010000)
+    assert info.quirks == 0x41 and info.coherent_walk is False
+    assert info.tcr == Tcr(t0sz=16, tg0=1, irgn0=0, orgn0=1, sh0=2, ips=6)
+    with pytest.raises(ModuleError):  # a protocol-3 reply has no TCR: refused, not guessed
+        table_info(parse_reply("0 info ret=0 id=1 ttbr=0x1 mair=0x0 ias=48 oas=48 pgsizes=0x1000"))

@@ -15,6 +15,7 @@ of table pages must equal what the walks hold, exactly (a loser that keeps its t
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -30,15 +31,16 @@ K4 = 0x1000
 PA = 0x40_0000_0000
 STRIDE = 1 << 39  # one L0 entry (512 GiB): every region needs a new L1, L2 and L3 table
 REGIONS = 128  # per round; ias 48 has 512 L0 entries
-ROUNDS = 4
+ROUNDS = int(os.environ.get("IOPT_HIL_RACE_ROUNDS", "8"))  # soak with more
 CLIENTS = 4
 GO = "/tmp/iopt-hil-race-go"
 
 
 def _start(clients: list[ModuleClient], table_id: int,
            go: str) -> tuple[list[BaseException], list[threading.Thread]]:
-    """Every client c maps page c of each region, all waiting at the barrier until the file
-    `go` appears (each guest shell spins on it, so they leave it within microseconds)."""
+    """Every client c maps page c of each region, all waiting at a barrier: each guest shell
+    says it is there (a file `go-c`) and spins until the file `go` appears, so they leave it
+    within microseconds of each other."""
     errors: list[BaseException] = []
 
     def work(c: int, client: ModuleClient) -> None:
@@ -46,7 +48,7 @@ def _start(clients: list[ModuleClient], table_id: int,
             replies = client.batch(
                 [req("map", id=table_id, iova=k * STRIDE + c * K4, paddr=PA + c * K4,
                      pgsize=K4, pgcount=1, prot="read|write") for k in range(REGIONS)],
-                before=f"while [ ! -e {go} ]; do :; done")
+                before=f": > {go}-{c}; while [ ! -e {go} ]; do :; done")
             bad = [r.line for r in replies if (r.ret, r.num("mapped")) != (0, K4)]
             assert not bad, bad[:4]
         except BaseException as exc:  # reported by the test's thread
@@ -55,8 +57,17 @@ def _start(clients: list[ModuleClient], table_id: int,
     threads = [threading.Thread(target=work, args=(c, cl)) for c, cl in enumerate(clients)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # every shell is spinning at the barrier
     return errors, threads
+
+
+def _release(module: ModuleClient, go: str, clients: int, timeout: float = 30.0) -> None:
+    """Creates `go` once every client is at the barrier."""
+    deadline = time.monotonic() + timeout
+    ready = f"ls {go}-* 2>/dev/null | wc -l"
+    while int(module.shell(ready)[0]) < clients:
+        assert time.monotonic() < deadline, "the clients never reached the barrier"
+        time.sleep(0.01)
+    module.shell(f": > {go}")
 
 
 def test_processes_racing_to_install_the_same_tables(pgtable, module, ssh):
@@ -70,10 +81,10 @@ def test_processes_racing_to_install_the_same_tables(pgtable, module, ssh):
             table = pgtable()
             go = f"{GO}-{round_}"
             errors, threads = _start(clients, table.id, go)
-            module.shell(f": > {go}")
+            _release(module, go, CLIENTS)
             for t in threads:
                 t.join(120)
-            module.shell(f"rm -f {go}")
+            module.shell(f"rm -f {go} {go}-*")
             assert not errors, errors
             model = TableModel()
             for k in range(REGIONS):

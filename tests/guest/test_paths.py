@@ -19,7 +19,8 @@ import random
 import pytest
 
 from harness.guest.modclient import ModuleClient, Reply, req
-from harness.pgtable.lpae import Granule, granule_for
+from harness.pgtable.lpae import Granule
+from harness.pgtable.model import calls, table_span as span_of_table
 from harness.pgtable.pagecount import iommu_pages, table_pages
 from harness.pgtable.tables import GuestTable
 
@@ -41,22 +42,6 @@ def sizes_of(pgsizes: int) -> list[int]:
 
 def level_of(granule: Granule, size: int) -> int:
     return next(lvl for lvl in range(4) if granule.block_size(lvl) == size)
-
-
-def span_of_table(granule: Granule, size: int) -> int:
-    """Bytes one table of `size` entries covers: a call never crosses its end."""
-    return size * (granule.size // 8)
-
-
-def calls(granule: Granule, iova: int, size: int, count: int) -> list[tuple[int, int]]:
-    """(iova, pgcount) of each call a caller makes to map or unmap `count` leaves of `size`
-    from `iova`, each call stopping at the end of its table (the C source's rule)."""
-    out, span = [], span_of_table(granule, size)
-    while count:
-        n = min(count, (span - iova % span) // size)
-        out.append((iova, n))
-        iova, count = iova + n * size, count - n
-    return out
 
 
 def ok(replies: list[Reply], key: str, want: list[int]) -> None:

@@ -26,7 +26,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from harness.pgtable.lpae import Granule, granule_for
-from harness.pgtable.model import Mapping, TableModel, compare
+from harness.pgtable.model import Mapping, TableModel, calls, compare, table_span as span_of_table
 from harness.pgtable.walker import Walk
 from harness.guest.modclient import ModuleClient, Prot, Reply, req
 
@@ -44,21 +44,6 @@ EEXIST, ENOENT = -17, -2
 QUIRK_NS, QUIRK_HD, QUIRK_NO_WARN = 1 << 0, 1 << 7, 1 << 9  # include/linux/io-pgtable.h
 ATTRIBUTES = 0xFFFF_0000_0000_0FFF  # descriptor bits outside the output address (and 64K's PA[51:48])
 QUIRKS = [0, 0, QUIRK_NS, QUIRK_HD, QUIRK_NS | QUIRK_HD | QUIRK_NO_WARN]
-
-
-def span_of_table(granule: Granule, size: int) -> int:
-    """Bytes one table of `size` leaves covers: a map or unmap call never crosses its end."""
-    return size * (granule.size // 8)
-
-
-def calls(granule: Granule, iova: int, size: int, count: int) -> list[tuple[int, int]]:
-    """(iova, pgcount) of each call needed for `count` leaves of `size` from `iova`."""
-    out, span = [], span_of_table(granule, size)
-    while count:
-        n = min(count, (span - iova % span) // size)
-        out.append((iova, n))
-        iova, count = iova + n * size, count - n
-    return out
 
 
 @dataclass(frozen=True)

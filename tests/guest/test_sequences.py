@@ -183,14 +183,17 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
                 return []
             index = Leaves(self.model)
             leaf = self.model.leaves[data.draw(st.sampled_from(index.keys), label="leaf")]
-            pgsize = data.draw(st.sampled_from([s for s in geo.sizes if s >= leaf.size]),
+            # the next size up twice as often: an unmap that meets (and frees) leaf tables
+            larger = [s for s in geo.sizes if s > leaf.size][:1]
+            pgsize = data.draw(st.sampled_from([s for s in geo.sizes if s >= leaf.size] + larger),
                                label="pgsize")
             start = leaf.iova // pgsize * pgsize
             run = 1
             while run < 64 and index.tiled(start + run * pgsize, start + (run + 1) * pgsize,
                                            pgsize):
                 run += 1
-            count = data.draw(st.integers(1, run), label="count")
+            # the whole run of what follows as often as any shorter count
+            count = data.draw(st.just(run) | st.integers(1, run), label="count")
             if not index.tiled(start, start + count * pgsize, pgsize):
                 return [(req("unmap", id=self.table.id, iova=start, pgsize=pgsize, pgcount=count),
                          (ENOENT, "check", 0))]

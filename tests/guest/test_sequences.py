@@ -38,7 +38,7 @@ SETS = {"4K": 0x4020_1000, "16K": 0x0200_4000, "64K": 0x2001_0000}
 PROTS = [Prot.READ, Prot.READ | Prot.WRITE, Prot.READ | Prot.CACHE, Prot.WRITE | Prot.NOEXEC,
          Prot.READ | Prot.MMIO | Prot.PRIV]
 OPS_PER_STEP = 4
-MAX_FILL = 2048  # leaves: a step fills a whole leaf table of 4K or 16K pages (not 64K: 8192)
+MAX_FILL = 4096  # leaves a fill maps at most: 8 tables of 4K pages, 2 of 16K (none of 64K)
 PROBES_PER_STEP = 8
 EEXIST, ENOENT = -17, -2
 QUIRK_NS, QUIRK_HD, QUIRK_NO_WARN = 1 << 0, 1 << 7, 1 << 9  # include/linux/io-pgtable.h
@@ -147,6 +147,7 @@ class Tally:
 def _machine(table_factory, pgsizes: int, tally: Tally):
     geo = Geometry.of(pgsizes)
     small = geo.sizes[0]
+    fills = 1 if geo.granule.size // 8 < MAX_FILL else 0  # no 64K fills: 8192 leaves each
 
     class Sequences(RuleBasedStateMachine):
         @initialize(quirks=st.sampled_from(QUIRKS))
@@ -158,16 +159,25 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
         def plan_map(self, data) -> list[tuple[str, tuple]]:
             size = data.draw(st.sampled_from(geo.sizes + (small, small)), label="size")
             anchor = data.draw(st.sampled_from(geo.anchors), label="anchor")
-            fill = geo.granule.size // 8 <= MAX_FILL and size == small
-            if fill and data.draw(st.integers(0, 3), label="fill") == 0:
-                # a whole leaf table either side of an anchor, so that larger unmaps meet
-                # full tables side by side
-                span = span_of_table(geo.granule, small)
-                iova = (anchor // span + data.draw(st.integers(-1, 0), label="off")) * span
-                count = span // small
-            else:
-                iova = (anchor // size + data.draw(st.integers(-4, 3), label="off")) * size
-                count = data.draw(st.integers(1, 40 if size == small else 3), label="count")
+            iova = (anchor // size + data.draw(st.integers(-4, 3), label="off")) * size
+            count = data.draw(st.integers(1, 40 if size == small else 3), label="count")
+            return self.plan_map_at(data, iova, size, count)
+
+        def plan_fill(self, data) -> list[tuple[str, tuple]]:
+            """Whole leaf tables side by side at an anchor, and often at once an unmap of the
+            next size up over them (it frees each table: several entries in one call)."""
+            span = span_of_table(geo.granule, small)
+            most = max(1, MAX_FILL * small // span)
+            tables = data.draw(st.sampled_from(sorted({2, 1, most}, key=[2, 1, most].index)
+                                               if most > 1 else [1]), label="tables")
+            anchor = data.draw(st.sampled_from(geo.anchors), label="anchor")
+            iova = (anchor // span + data.draw(st.integers(-tables, 0), label="off")) * span
+            plan = self.plan_map_at(data, iova, small, tables * span // small)
+            if plan[0][1][0] == 0 and data.draw(st.booleans(), label="free them"):
+                plan += self.plan_unmap(data, iova, span)
+            return plan
+
+        def plan_map_at(self, data, iova: int, size: int, count: int) -> list[tuple[str, tuple]]:
             prot = data.draw(st.sampled_from(PROTS), label="prot")
             paddr = geo.paddr(iova)
             if not Leaves(self.model).free(iova, iova + size * count):
@@ -178,16 +188,21 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
                          pgcount=n, prot=prot), (0, "pgtable", n * size))
                     for i, n in calls(geo.granule, iova, size, count)]
 
-        def plan_unmap(self, data) -> list[tuple[str, tuple]]:
+        def plan_unmap(self, data, at: int | None = None,
+                       pgsize: int | None = None) -> list[tuple[str, tuple]]:
+            """An unmap from a random leaf (or from `at`, with `pgsize`), of as many units as
+            tile from there or fewer; refused by the module when they do not tile."""
             if not self.model.leaves:
                 return []
             index = Leaves(self.model)
-            leaf = self.model.leaves[data.draw(st.sampled_from(index.keys), label="leaf")]
-            # the next size up twice as often: an unmap that meets (and frees) leaf tables
-            larger = [s for s in geo.sizes if s > leaf.size][:1]
-            pgsize = data.draw(st.sampled_from([s for s in geo.sizes if s >= leaf.size] + larger),
-                               label="pgsize")
-            start = leaf.iova // pgsize * pgsize
+            if at is None or pgsize is None:
+                leaf = self.model.leaves[data.draw(st.sampled_from(index.keys), label="leaf")]
+                # the next size up twice as often: an unmap that meets (and frees) leaf tables
+                larger = [s for s in geo.sizes if s > leaf.size][:1]
+                pgsize = data.draw(st.sampled_from([s for s in geo.sizes if s >= leaf.size]
+                                                   + larger), label="pgsize")
+                at = leaf.iova
+            start = at // pgsize * pgsize
             run = 1
             while run < 64 and index.tiled(start + run * pgsize, start + (run + 1) * pgsize,
                                            pgsize):
@@ -220,9 +235,9 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
         @rule(data=st.data())
         def batch(self, data):
             plan = []
+            kinds = [self.plan_map, self.plan_unmap] * 2 + [self.plan_fill] * fills
             for _ in range(data.draw(st.integers(1, OPS_PER_STEP), label="ops")):
-                unmap = data.draw(st.booleans(), label="unmap")
-                plan += self.plan_unmap(data) if unmap else self.plan_map(data)
+                plan += data.draw(st.sampled_from(kinds), label="op")(data)
             plan += self.plan_probes(data)
             started = time.monotonic()
             replies = self.table.client.batch([r for r, _ in plan])

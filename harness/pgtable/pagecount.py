@@ -9,7 +9,7 @@ comparing the two counts is how the suite sees a leak the walk alone cannot.
 The counter is per-CPU batched (mm/vmstat.c): each CPU keeps a difference of at most its
 `stat_threshold` (shown per CPU in /proc/zoneinfo as "vm stats threshold") before folding it into
 the global value, and the vmstat shepherd folds the rest about once a second. So a single read is
-exact only to the sum of the thresholds (`IommuPages.slack`), and a read taken after the counter
+exact only to the sum of the thresholds (`PageCounter.slack`), and a read taken after the counter
 has held still for longer than the shepherd's period is exact (`settled`): the guest kernel has
 no `/proc/sys/vm/stat_refresh` (tinyconfig has no PROC_SYSCTL).
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import ModuleError
 from ..guest.modclient import ModuleClient
+from ..guest.ssh import SshChannel
 from .walker import Walk
 
 PAGE_SIZE = 0x1000  # the guest kernel's page (arm64 tinyconfig: CONFIG_ARM64_4K_PAGES)
@@ -48,40 +49,59 @@ class IommuPages:
     slack: int  # sum over CPUs of the vmstat threshold: |value - exact| <= slack
 
 
-def _read(client: ModuleClient) -> int:
-    out = client.shell("grep '^nr_iommu_pages ' /proc/vmstat")
-    for line in out:
-        if line.startswith("nr_iommu_pages "):
-            return int(line.split()[1])
-    raise ModuleError(f"nr_iommu_pages missing from /proc/vmstat: {out}")
+class PageCounter:
+    """Reads the guest's nr_iommu_pages through a guest shell of its own (so the test's module
+    client stays clean for the next test). Close it, or use it as a context manager."""
 
+    def __init__(self, ssh: SshChannel) -> None:
+        self._shell = ModuleClient(ssh)
+        try:
+            zoneinfo = "\n".join(self._shell.shell("cat /proc/zoneinfo"))
+            cpus = len(self._shell.shell("grep '^processor' /proc/cpuinfo")) or 1
+        except BaseException:
+            self._shell.close()
+            raise
+        # One threshold per CPU and zone; a node counter folds at the largest of its CPU's.
+        thresholds = [int(t) for t in _THRESHOLD.findall(zoneinfo)]
+        if not thresholds:
+            self._shell.close()
+            raise ModuleError("no vm stats threshold in /proc/zoneinfo")
+        self.slack = max(thresholds) * cpus
+        self.cpus = cpus
 
-def iommu_pages(client: ModuleClient) -> IommuPages:
-    """The counter now, with its slack read from the CPUs' vmstat thresholds."""
-    value = _read(client)
-    zoneinfo = "\n".join(client.shell("cat /proc/zoneinfo"))
-    # One threshold per CPU per zone; a node counter folds at its CPU's largest.
-    per_zone = [int(t) for t in _THRESHOLD.findall(zoneinfo)]
-    cpus = len(client.shell("grep '^processor' /proc/cpuinfo")) or 1
-    if not per_zone:
-        raise ModuleError("no vm stats threshold in /proc/zoneinfo")
-    return IommuPages(value, max(per_zone) * cpus)
+    def __enter__(self) -> "PageCounter":
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-def settled_iommu_pages(client: ModuleClient, hold: float = 1.6, timeout: float = 8.0,
-                        interval: float = 0.2) -> int:
-    """The exact counter: read until it has not moved for `hold` seconds (longer than the
-    shepherd's ~1 s period, so every CPU's difference has been folded in). Call it only when
-    no table request is running."""
-    started = time.monotonic()
-    value, since = _read(client), started
-    while True:
-        now = time.monotonic()
-        if now - since >= hold:
-            return value
-        if now - started > timeout:
-            raise ModuleError(f"nr_iommu_pages still moving after {timeout:g} s")
-        time.sleep(interval)
-        again = _read(client)
-        if again != value:
-            value, since = again, time.monotonic()
+    def close(self) -> None:
+        self._shell.close()
+
+    def _value(self) -> int:
+        out = self._shell.shell("grep '^nr_iommu_pages ' /proc/vmstat")
+        for line in out:
+            if line.startswith("nr_iommu_pages "):
+                return int(line.split()[1])
+        raise ModuleError(f"nr_iommu_pages missing from /proc/vmstat: {out}")
+
+    def read(self) -> IommuPages:
+        """The counter now, exact to `slack`."""
+        return IommuPages(self._value(), self.slack)
+
+    def settled(self, hold: float = 1.6, timeout: float = 8.0, interval: float = 0.2) -> int:
+        """The exact counter: read until it has not moved for `hold` seconds (longer than the
+        shepherd's ~1 s period, so every CPU's difference has been folded in). Call it only
+        when no table request is running."""
+        started = time.monotonic()
+        value, since = self._value(), started
+        while True:
+            now = time.monotonic()
+            if now - since >= hold:
+                return value
+            if now - started > timeout:
+                raise ModuleError(f"nr_iommu_pages still moving after {timeout:g} s")
+            time.sleep(interval)
+            again = self._value()
+            if again != value:
+                value, since = again, time.monotonic()

@@ -21,7 +21,7 @@ import pytest
 from harness.guest.modclient import ModuleClient, Reply, req
 from harness.pgtable.lpae import Granule
 from harness.pgtable.model import calls, table_span as span_of_table
-from harness.pgtable.pagecount import iommu_pages, table_pages
+from harness.pgtable.pagecount import PageCounter, table_pages
 from harness.pgtable.tables import GuestTable
 
 pytestmark = pytest.mark.guest
@@ -68,11 +68,18 @@ CASES = [granule_param("4K", 0x20_0000), granule_param("4K", 0x4000_0000),
 
 
 @pytest.mark.parametrize("gname,block", CASES)
-def test_a_block_over_an_emptied_table_frees_the_table(pgtable, module: ModuleClient, gname, block):
+def test_a_block_over_an_emptied_table_frees_the_table(pgtable, module: ModuleClient, ssh,
+                                                       gname, block):
     """Map one small page in each of REGIONS block-sized regions (io-pgtable allocates the
     tables below), unmap them (the tables stay, empty: leaf unmaps never free tables), then
     map blocks over all of them with one pgcount that crosses the parent table's end."""
-    base = iommu_pages(module)
+    with PageCounter(ssh) as pages:
+        _block_over_emptied_tables(pgtable, module, pages, gname, block)
+
+
+def _block_over_emptied_tables(pgtable, module: ModuleClient, pages: PageCounter, gname: str,
+                               block: int) -> None:
+    base = pages.read()
     table = pgtable(pgsizes=SETS[gname])
     granule, small = table.granule, table.granule.size
     parent = span_of_table(granule, block)
@@ -88,7 +95,7 @@ def test_a_block_over_an_emptied_table_frees_the_table(pgtable, module: ModuleCl
     hanging = [t for t in emptied.tables if t.level == level + 1]  # empty, or over empty ones
     assert sorted(t.iova for t in hanging) == regions, "the emptied tables are not all there"
     assert all(t.valid == 0 for t in emptied.tables if t.level == 3), "a leaf table not empty"
-    held = iommu_pages(module)
+    held = pages.read()
     assert abs(held.value - base.value - table_pages(emptied)) <= base.slack + held.slack, \
         (base, held, table_pages(emptied))
 
@@ -100,7 +107,7 @@ def test_a_block_over_an_emptied_table_frees_the_table(pgtable, module: ModuleCl
         [(r, block, level, "block", PA + r - start) for r in regions], w.leaves[:3]
     below = [t for t in w.tables if t.level > level]
     assert below == [], f"{len(below)} tables still below the blocks, e.g. {below[:2]}"
-    after = iommu_pages(module)
+    after = pages.read()
     leaked = after.value - base.value - table_pages(w)
     assert abs(leaked) <= base.slack + after.slack, \
         f"nr_iommu_pages is {leaked} pages above what the walk holds ({table_pages(w)} " \

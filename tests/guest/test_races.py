@@ -26,7 +26,7 @@ import pytest
 
 from harness.guest.modclient import ModuleClient, Prot, req
 from harness.pgtable.model import TableModel, compare
-from harness.pgtable.pagecount import settled_iommu_pages, table_pages
+from harness.pgtable.pagecount import PageCounter, table_pages
 
 pytestmark = pytest.mark.guest
 
@@ -63,31 +63,33 @@ def _start(clients: list[ModuleClient], table_id: int,
     return errors, threads
 
 
-def _release(module: ModuleClient, go: str, clients: int, timeout: float = 30.0) -> None:
+def _release(starter: ModuleClient, go: str, clients: int, timeout: float = 30.0) -> None:
     """Creates `go` once every client is at the barrier."""
     deadline = time.monotonic() + timeout
     ready = f"ls {go}-* 2>/dev/null | wc -l"
-    while int(module.shell(ready)[0]) < clients:
+    while int(starter.shell(ready)[0]) < clients:
         assert time.monotonic() < deadline, "the clients never reached the barrier"
         time.sleep(0.01)
-    module.shell(f": > {go}")
+    starter.shell(f": > {go}")
 
 
 def test_processes_racing_to_install_the_same_tables(pgtable, module, ssh):
-    cpus = len(module.shell("grep '^processor' /proc/cpuinfo"))
+    cpus = int(ssh.run("grep -c '^processor' /proc/cpuinfo").check().stdout)
     assert cpus >= 2, f"the guest has {cpus} vCPU: no two mappers can run at once"
     clients = [ModuleClient(ssh) for _ in range(CLIENTS)]
-    base = settled_iommu_pages(module)
+    starter = ModuleClient(ssh)  # a shell of its own: the test's module client stays clean
+    pages = PageCounter(ssh)
+    base = pages.settled()
     walks = []
     try:
         for round_ in range(ROUNDS):
             table = pgtable()
             go = f"{GO}-{round_}"
             errors, threads = _start(clients, table.id, go)
-            _release(module, go, CLIENTS)
+            _release(starter, go, CLIENTS)
             for t in threads:
                 t.join(120)
-            module.shell(f"rm -f {go} {go}-*")
+            starter.shell(f"rm -f {go} {go}-*")
             assert not errors, errors
             model = TableModel()
             for k in range(REGIONS):
@@ -99,11 +101,12 @@ def test_processes_racing_to_install_the_same_tables(pgtable, module, ssh):
             per_level = {lvl: len([t for t in w.tables if t.level == lvl]) for lvl in (1, 2, 3)}
             assert per_level == {1: REGIONS, 2: REGIONS, 3: REGIONS}, per_level
             walks.append(w)
+        held = sum(table_pages(w) for w in walks)
+        after = pages.settled()
     finally:
-        for c in clients:
+        for c in clients + [starter]:
             c.close()
-    held = sum(table_pages(w) for w in walks)
-    after = settled_iommu_pages(module)
+        pages.close()
     assert after - base == held, \
         f"nr_iommu_pages grew by {after - base} pages, the walks hold {held}: " \
         f"{after - base - held} table pages leaked (lost installs that kept their table)"

@@ -37,7 +37,7 @@ PA = 0x40_0000_0000
 SETS = {"4K": 0x4020_1000, "16K": 0x0200_4000, "64K": 0x2001_0000}
 PROTS = [Prot.READ, Prot.READ | Prot.WRITE, Prot.READ | Prot.CACHE, Prot.WRITE | Prot.NOEXEC,
          Prot.READ | Prot.MMIO | Prot.PRIV]
-OPS_PER_STEP = 4
+OPS_PER_STEP = (2, 8)  # maps, unmaps and fills per step (one batch, one walk)
 MAX_FILL = 4096  # leaves a fill maps at most: 8 tables of 4K pages, 2 of 16K (none of 64K)
 PROBES_PER_STEP = 8
 EEXIST, ENOENT = -17, -2
@@ -139,6 +139,7 @@ def attribute_problems(walk: Walk, model: TableModel, quirks: int) -> list[str]:
 @dataclass
 class Tally:
     requests: int = 0
+    changes: int = 0  # of the requests, maps and unmaps (the rest are iova_to_phys probes)
     steps: int = 0
     batches: float = 0.0  # seconds in the module's batches
     walks: float = 0.0  # seconds walking and comparing
@@ -236,7 +237,7 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
         def batch(self, data):
             plan = []
             kinds = [self.plan_map, self.plan_unmap] * 2 + [self.plan_fill] * fills
-            for _ in range(data.draw(st.integers(1, OPS_PER_STEP), label="ops")):
+            for _ in range(data.draw(st.integers(*OPS_PER_STEP), label="ops")):
                 plan += data.draw(st.sampled_from(kinds), label="op")(data)
             plan += self.plan_probes(data)
             started = time.monotonic()
@@ -244,6 +245,7 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
             got = [(r.ret, r.src, _value(r)) for r in replies]
             tally.batches += time.monotonic() - started
             tally.requests += len(plan)
+            tally.changes += sum(1 for r, _ in plan if not r.startswith("iova_to_phys"))
             tally.steps += 1
             wrong = [f"{request}: expected {want}, got {reply.line}"
                      for (request, want), g, reply in zip(plan, got, replies) if g != want]
@@ -278,8 +280,9 @@ def test_random_sequences_match_the_model(pgtable, gname, capsys):
     run_state_machine_as_test(_machine(pgtable, SETS[gname], tally), settings=budget)
     wall = time.monotonic() - started
     with capsys.disabled():
-        print(f"\nsequences {gname}: {tally.requests} requests checked in {tally.steps} steps, "
-              f"{wall:.1f} s ({tally.requests / wall:.0f} requests/s, "
+        print(f"\nsequences {gname}: {tally.requests} requests checked ({tally.changes} maps "
+              f"and unmaps) in {tally.steps} steps, {wall:.1f} s ({tally.requests / wall:.0f} "
+              f"requests/s, {tally.changes / wall:.0f} maps and unmaps/s, "
               f"{tally.steps / wall:.1f} steps/s; {tally.batches:.1f} s in batches, "
               f"{tally.walks:.1f} s in walks)")
     assert tally.steps > 0, "no step ran"

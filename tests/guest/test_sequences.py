@@ -37,9 +37,9 @@ PA = 0x40_0000_0000
 SETS = {"4K": 0x4020_1000, "16K": 0x0200_4000, "64K": 0x2001_0000}
 PROTS = [Prot.READ, Prot.READ | Prot.WRITE, Prot.READ | Prot.CACHE, Prot.WRITE | Prot.NOEXEC,
          Prot.READ | Prot.MMIO | Prot.PRIV]
-OPS_PER_STEP = (2, 8)  # maps, unmaps and fills per step (one batch, one walk)
-MAX_FILL = 4096  # leaves a fill maps at most: 8 tables of 4K pages, 2 of 16K (none of 64K)
-PROBES_PER_STEP = 8
+OPS_PER_STEP = (4, 12)  # maps, unmaps and fills per step (one batch, one walk)
+MAX_FILL = 2048  # leaves a fill maps at most: 2 tables of 4K pages, 1 of 16K (none of 64K)
+PROBES_PER_STEP = 4
 EEXIST, ENOENT = -17, -2
 QUIRK_NS, QUIRK_HD, QUIRK_NO_WARN = 1 << 0, 1 << 7, 1 << 9  # include/linux/io-pgtable.h
 ATTRIBUTES = 0xFFFF_0000_0000_0FFF  # descriptor bits outside the output address (and 64K's PA[51:48])
@@ -148,7 +148,7 @@ class Tally:
 def _machine(table_factory, pgsizes: int, tally: Tally):
     geo = Geometry.of(pgsizes)
     small = geo.sizes[0]
-    fills = 1 if geo.granule.size // 8 < MAX_FILL else 0  # no 64K fills: 8192 leaves each
+    fills = 1 if geo.granule.size // 8 <= MAX_FILL else 0  # no 64K fills: 8192 leaves each
 
     class Sequences(RuleBasedStateMachine):
         @initialize(quirks=st.sampled_from(QUIRKS))
@@ -168,9 +168,8 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
             """Whole leaf tables side by side at an anchor, and often at once an unmap of the
             next size up over them (it frees each table: several entries in one call)."""
             span = span_of_table(geo.granule, small)
-            most = max(1, MAX_FILL * small // span)
-            tables = data.draw(st.sampled_from(sorted({2, 1, most}, key=[2, 1, most].index)
-                                               if most > 1 else [1]), label="tables")
+            tables = data.draw(st.sampled_from([2, 1] if 2 * span // small <= MAX_FILL else [1]),
+                               label="tables")
             anchor = data.draw(st.sampled_from(geo.anchors), label="anchor")
             iova = (anchor // span + data.draw(st.integers(-tables, 0), label="off")) * span
             plan = self.plan_map_at(data, iova, small, tables * span // small)

@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .lpae import Granule
 from .walker import Walk
+
+
+def table_span(granule: Granule, size: int) -> int:
+    """Bytes one table of `size` leaves covers (a leaf table of pages, or a table of blocks)."""
+    return size * (granule.size // 8)
+
+
+def calls(granule: Granule, iova: int, size: int, count: int) -> list[tuple[int, int]]:
+    """(iova, pgcount) of each call a caller makes to map or unmap `count` leaves of `size` from
+    `iova`: io-pgtable-arm handles at most the entries left in one table per call
+    (`arm_lpae_max_entries`), so each call ends at the end of a table or of the request."""
+    out, span = [], table_span(granule, size)
+    while count:
+        n = min(count, (span - iova % span) // size)
+        out.append((iova, n))
+        iova, count = iova + n * size, count - n
+    return out
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from .suite_run import run_child_suite
 
 C_FILE = "drivers/iommu/io-pgtable-arm.c"
 RUST_FILE = "rust/kernel/iommu/pgtable.rs"
-SUITE = ("test_map_basic.py", "test_contract.py", "test_matrix.py", "test_format.py")  # in the guest suite
+SUITE = ("test_map_basic.py", "test_contract.py", "test_matrix.py", "test_format.py",
+         "test_paths.py", "test_races.py", "test_sequences.py")  # in the guest suite
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,21 @@ MUTANTS = [
     Mutant("T0SZ off by one", C_FILE, "\ttcr->tsz = 64ULL - cfg->ias;",
            "\ttcr->tsz = 63ULL - cfg->ias;"),
     Mutant("TG0 of 16K encoded as 64K", C_FILE, ": ARM_LPAE_TCR_TG0_16K;", ": ARM_LPAE_TCR_TG0_64K;"),
+    # Issue #14 item 5: a block written over an emptied table without unmapping (freeing) it.
+    Mutant("block over an emptied table leaks it", C_FILE,
+           "} else if (iopte_type(ptep[i]) == ARM_LPAE_PTE_TYPE_TABLE) {",
+           "} else if (0 && iopte_type(ptep[i]) == ARM_LPAE_PTE_TYPE_TABLE) {"),
+    # Item 6: the mapper that lost the race to install a table keeps its own (a leak), or
+    # installs it without the compare-and-swap (overwriting the winner's table and leaves).
+    Mutant("cmpxchg loser keeps its table", C_FILE,
+           "\t\tif (pte)\n\t\t\t__arm_lpae_free_pages(cptep, tblsz, cfg, data->iop.cookie);",
+           "\t\tif (0 && pte)\n\t\t\t__arm_lpae_free_pages(cptep, tblsz, cfg, data->iop.cookie);"),
+    Mutant("table installed with a plain store", C_FILE,
+           "old = cmpxchg64_relaxed(ptep, curr, new);", "old = curr; WRITE_ONCE(*ptep, new);"),
+    # Item 7: an unmap of several entries reads the first entry each time, so the second of
+    # two full tables (a fill and a larger unmap: only the random sequences make it) is lost.
+    Mutant("unmap rereads its first entry", C_FILE,
+           "pte = READ_ONCE(ptep[i]);", "pte = READ_ONCE(ptep[0]);"),
 ]
 
 

@@ -42,3 +42,17 @@ def test_diff_sees_added_removed_and_changed_entries():
     assert list(d.removed) == [slot] and changed in d.added and len(d.added) == 2
     assert not d.changed and not d.empty
     assert diff(after, after).empty
+
+
+def test_calls_end_at_each_table_end():
+    """One call per table: 4K pages stop at 2M boundaries, 2M blocks at 1G, 32M (16K) at 64G."""
+    from harness.pgtable.lpae import GRANULES
+    from harness.pgtable.model import calls, table_span
+
+    g4, g16 = GRANULES[0x1000], GRANULES[0x4000]
+    assert table_span(g4, 0x1000) == 0x20_0000 and table_span(g16, 0x200_0000) == 1 << 36
+    assert calls(g4, 0x20_0000 - 0x3000, 0x1000, 6) == [(0x1F_D000, 3), (0x20_0000, 3)]
+    assert calls(g4, 0, 0x1000, 1024) == [(0, 512), (0x20_0000, 512)]
+    assert calls(g4, 0x4000_0000 - 0x20_0000, 0x20_0000, 1) == [(0x3FE0_0000, 1)]
+    assert calls(g16, (1 << 36) - 0x200_0000, 0x200_0000, 2) == \
+        [((1 << 36) - 0x200_0000, 1), (1 << 36, 1)]

@@ -62,6 +62,9 @@ FEATURES = (
     Feature("spinlock_irq", "rust/kernel/sync.rs", r"\bSpinLockIrq\b"),
     Feature("task_tgid", "rust/kernel/task.rs", r"pub fn tgid\(&self\)"),
     Feature("eopnotsupp", "rust/kernel/error.rs", r"declare_err!\(EOPNOTSUPP\b"),
+    # Device DMA through the SMMU (images/module/{smmu,edu,hw}.rs): bus drivers whose data is
+    # bound to a lifetime, device-managed mappings (DevresBar) and `dma::Coherent`.
+    Feature("dma", "rust/kernel/pci/io.rs", r"pub type DevresBar<"),
 )
 
 

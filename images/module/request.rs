@@ -6,7 +6,7 @@
 use kernel::{iommu::pgtable::prot, prelude::kunit_tests};
 
 /// Bumped whenever the request grammar changes; the host client checks it.
-pub(crate) const PROTOCOL: u32 = 3;
+pub(crate) const PROTOCOL: u32 = 4;
 
 /// What a `trigger` request asks for (harness self-tests).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,6 +40,34 @@ pub(crate) struct UnmapRequest {
     pub(crate) checked: bool,
 }
 
+/// A request to the device side: the SMMU and the edu that DMAs through it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DeviceRequest {
+    /// Where the SMMU's structures are and what it offers.
+    Smmu,
+    Attach {
+        id: u64,
+    },
+    Detach,
+    Dma {
+        id: u64,
+        iova: u64,
+        len: u64,
+        /// Offset into the device's 4 KiB buffer.
+        off: u64,
+        to_device: bool,
+        /// The fault event the request expects (`expect=translation|permission|access|addr_size`),
+        /// logged as expected rather than as a fault.
+        expect: Option<u8>,
+    },
+    /// TLBI_NH_ASID of the attached table, or TLBI_NH_VA over `[iova, iova + len)`.
+    Tlbi {
+        iova: Option<u64>,
+        len: u64,
+    },
+    Events,
+}
+
 /// One parsed request line.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Request {
@@ -68,6 +96,7 @@ pub(crate) enum Request {
         start: u64,
     },
     Trigger(Trigger),
+    Device(DeviceRequest),
 }
 
 /// A request and the verb it was written with (the reply names it).
@@ -85,6 +114,10 @@ enum Kind {
     Prot,
     /// `warn|panic|hang`.
     Trigger,
+    /// `to_device|from_device`.
+    Dir,
+    /// `translation|permission|access|addr_size`.
+    Fault,
 }
 
 #[derive(Clone, Copy)]
@@ -114,6 +147,16 @@ const OAS: Key = number("oas");
 const PGSIZES: Key = number("pgsizes");
 const QUIRKS: Key = number("quirks");
 const START: Key = number("start");
+const LEN: Key = number("len");
+const OFF: Key = number("off");
+const DIR: Key = Key {
+    name: "dir",
+    kind: Kind::Dir,
+};
+const EXPECT: Key = Key {
+    name: "expect",
+    kind: Kind::Fault,
+};
 const WHAT: Key = Key {
     name: "what",
     kind: Kind::Trigger,
@@ -217,6 +260,59 @@ const VERBS: &[Verb] = &[
         },
     },
     Verb {
+        name: "smmu",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Device(DeviceRequest::Smmu)),
+    },
+    Verb {
+        name: "attach",
+        required: &[ID],
+        optional: &[],
+        build: |a| Some(Request::Device(DeviceRequest::Attach { id: a.number(ID)? })),
+    },
+    Verb {
+        name: "detach",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Device(DeviceRequest::Detach)),
+    },
+    Verb {
+        name: "dma",
+        required: &[ID, IOVA, LEN, DIR],
+        optional: &[OFF, EXPECT],
+        build: |a| {
+            Some(Request::Device(DeviceRequest::Dma {
+                id: a.number(ID)?,
+                iova: a.number(IOVA)?,
+                len: a.number(LEN)?,
+                off: a.number(OFF).unwrap_or(0),
+                to_device: dir(a.value(DIR)?)?,
+                expect: match a.value(EXPECT) {
+                    Some(v) => Some(fault_id(v)?),
+                    None => None,
+                },
+            }))
+        },
+    },
+    Verb {
+        name: "tlbi",
+        required: &[],
+        optional: &[IOVA, LEN],
+        build: |a| {
+            Some(Request::Device(DeviceRequest::Tlbi {
+                iova: a.number(IOVA),
+                len: a.number(LEN).unwrap_or(1),
+            }))
+        },
+    },
+    Verb {
+        name: "events",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Device(DeviceRequest::Events)),
+    },
+    Verb {
         name: "trigger",
         required: &[WHAT],
         optional: &[],
@@ -280,6 +376,8 @@ impl Kind {
             Kind::Number => parse_num(value).is_some(),
             Kind::Prot => parse_prot(value).is_some(),
             Kind::Trigger => trigger(value).is_some(),
+            Kind::Dir => dir(value).is_some(),
+            Kind::Fault => fault_id(value).is_some(),
         }
     }
 }
@@ -310,6 +408,26 @@ fn parse_prot(s: &str) -> Option<u64> {
         });
     }
     Some(bits)
+}
+
+/// The SMMU event id of a fault the grammar names (the SMMUv3 architecture's numbering).
+fn fault_id(s: &str) -> Option<u8> {
+    match s {
+        "translation" => Some(0x10),
+        "addr_size" => Some(0x11),
+        "access" => Some(0x12),
+        "permission" => Some(0x13),
+        _ => None,
+    }
+}
+
+/// `to_device` (RAM to the device's buffer) is true.
+fn dir(s: &str) -> Option<bool> {
+    match s {
+        "to_device" => Some(true),
+        "from_device" => Some(false),
+        _ => None,
+    }
 }
 
 fn trigger(s: &str) -> Option<Trigger> {
@@ -389,6 +507,40 @@ mod tests {
             request("trigger what=hang"),
             Some(Request::Trigger(Trigger::Hang))
         );
+        assert_eq!(
+            request("dma id=1 iova=0x1000 len=64 dir=from_device"),
+            Some(Request::Device(DeviceRequest::Dma {
+                id: 1,
+                iova: 0x1000,
+                len: 64,
+                off: 0,
+                to_device: false,
+                expect: None
+            }))
+        );
+        assert_eq!(
+            request("dma id=1 iova=0 len=8 dir=to_device off=8 expect=permission"),
+            Some(Request::Device(DeviceRequest::Dma {
+                id: 1,
+                iova: 0,
+                len: 8,
+                off: 8,
+                to_device: true,
+                expect: Some(0x13)
+            }))
+        );
+        assert_eq!(
+            request("tlbi iova=0x2000 len=0x1000"),
+            Some(Request::Device(DeviceRequest::Tlbi {
+                iova: Some(0x2000),
+                len: 0x1000
+            }))
+        );
+        assert_eq!(
+            request("tlbi"),
+            Some(Request::Device(DeviceRequest::Tlbi { iova: None, len: 1 }))
+        );
+        assert_eq!(request("dma id=1 iova=0 len=8 dir=sideways"), None);
         assert!(
             parse("map_unchecked id=1 iova=0 paddr=0 pgsize=4096 pgcount=1 prot=read")
                 .map_or(false, |p| p.verb == "map_unchecked")

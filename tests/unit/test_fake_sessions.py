@@ -77,6 +77,8 @@ def inner(pytester, factory, source, *args):
 
 
 CRASH = """
+from harness.guest.modclient import PROTOCOL
+
 seen = []
 
 def test_crashes_the_guest(guest, module):
@@ -85,7 +87,7 @@ def test_crashes_the_guest(guest, module):
 
 def test_gets_a_fresh_guest(guest, guest_manager, module):
     assert guest is not seen[0] and not seen[0].alive
-    assert guest_manager.boots == 2 and module.version() == 3
+    assert guest_manager.boots == 2 and module.version() == PROTOCOL
 """
 
 
@@ -103,12 +105,14 @@ def test_a_crash_fails_the_test_and_the_next_one_gets_a_fresh_guest(pytester):
 HANG = """
 import pytest
 
+from harness.guest.modclient import PROTOCOL
+
 @pytest.mark.deadline(0.15)
 def test_hangs_the_guest(guest, module):
     module.request("trigger what=hang")
 
 def test_gets_a_fresh_guest(guest, guest_manager, module):
-    assert guest_manager.boots == 2 and module.version() == 3
+    assert guest_manager.boots == 2 and module.version() == PROTOCOL
 """
 
 

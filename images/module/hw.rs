@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The bound devices (the SMMU and the edu, each from its own driver's probe) and the device
+//! requests: `smmu`, `attach`, `detach`, `dma`, `tlbi`, `events`.
+//!
+//! The drivers' probes put their device here; every device request takes this one lock for its
+//! whole run, so requests are serialised and a device never goes away under one. An attached
+//! table is held (an `Arc`) until it is detached, so `destroy` of an attached table only drops
+//! it from the registry: its memory stays until no STE points at it and the TLB is clean.
+//!
+//! Every SMMU event read back is logged. One that a `dma` request did not `expect` is logged as
+//! `iopt_hil: smmu event <NAME> ...`, which the harness's kernel-health check treats as a splat.
+
+use crate::{
+    edu::Edu,
+    registry::Table,
+    request::DeviceRequest,
+    smmu::{Context, Event, Smmu},
+    Out, State,
+};
+use core::fmt::{Result as FmtResult, Write};
+use kernel::{prelude::*, sync::Arc};
+
+/// The table the edu's STE points at.
+struct Attached {
+    id: u32,
+    /// Held, never read: the SMMU walks this table until `detach` has aborted the STE.
+    _table: Arc<Table>,
+    asid: u16,
+    granule: u64,
+}
+
+/// What the drivers have bound, and what is attached.
+pub(crate) struct Devices {
+    smmu: Option<Arc<Smmu>>,
+    edu: Option<Arc<Edu>>,
+    attached: Option<Attached>,
+}
+
+impl Devices {
+    const EMPTY: Self = Devices {
+        smmu: None,
+        edu: None,
+        attached: None,
+    };
+
+    /// Points the edu's STE away from the attached table (abort), invalidates its ASID, and only
+    /// then lets the table go.
+    fn detach(&mut self) -> Result {
+        let Some(att) = self.attached.take() else {
+            return Ok(());
+        };
+        let res = match (&self.smmu, &self.edu) {
+            (Some(smmu), Some(edu)) => smmu.detach(edu.sid, Some(att.asid)),
+            _ => Ok(()),
+        };
+        if res.is_err() {
+            // The SMMU may still walk the table: keep it rather than free memory in use.
+            self.attached = Some(att);
+        }
+        res
+    }
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: `init` is called in the module's init before either driver is registered, and
+    // nothing else uses this lock before.
+    pub(crate) unsafe(uninit) static DEVICES: Mutex<Devices> = Devices::EMPTY;
+}
+
+/// Called once from the module's init, before the drivers are registered.
+pub(crate) fn init() {
+    // SAFETY: called exactly once (module init), before any other use of `DEVICES`.
+    unsafe { DEVICES.init() };
+}
+
+/// A probed SMMU: enabled, every stream bypassing.
+pub(crate) fn smmu_bound(smmu: Arc<Smmu>) {
+    DEVICES.lock().smmu = Some(smmu);
+}
+
+/// The SMMU's driver unbinds: detach, disable (every stream bypasses, as before probe).
+pub(crate) fn smmu_unbound() {
+    let mut d = DEVICES.lock();
+    if d.detach().is_err() {
+        pr_err!("cannot detach the edu's table from the SMMU\n");
+    }
+    if let Some(smmu) = d.smmu.take() {
+        if smmu.disable().is_err() {
+            pr_err!("cannot disable the SMMU\n");
+        }
+    }
+    // Only with translation off is it safe to free an attached table (if detach failed).
+    d.attached = None;
+}
+
+pub(crate) fn edu_bound(edu: Arc<Edu>) {
+    DEVICES.lock().edu = Some(edu);
+}
+
+pub(crate) fn edu_unbound() {
+    let mut d = DEVICES.lock();
+    if d.detach().is_err() {
+        pr_err!("cannot detach the edu's table from the SMMU\n");
+    }
+    d.edu = None;
+}
+
+fn refuse(out: &mut Out, err: Error, why: &str) -> FmtResult {
+    writeln!(out, "ret={} src=check why=\"{}\"", err.to_errno(), why)
+}
+
+fn failed(out: &mut Out, err: Error, what: &str) -> FmtResult {
+    writeln!(out, "ret={} src=device why=\"{}\"", err.to_errno(), what)
+}
+
+/// Reads the events, logs them and returns them. Events of the kind the request `expect`s are
+/// logged as expected (info); any other one as `smmu event <NAME> ...` (a warning, which the
+/// harness counts as a splat). One line per kind, with how many more of it came: a faulting
+/// transfer raises an event per access (QEMU: per 4 bytes).
+fn drain(smmu: &Smmu, expect: Option<u8>) -> Result<(KVec<Event>, bool)> {
+    let mut events = KVec::new();
+    let overflow = smmu.events(&mut events)?;
+    for (i, e) in events.iter().enumerate() {
+        if events[..i].iter().any(|p| p.id == e.id) {
+            continue;
+        }
+        let more = events[i + 1..].iter().filter(|n| n.id == e.id).count();
+        let rw = if e.read { "read" } else { "write" };
+        if expect == Some(e.id) {
+            pr_info!(
+                "expected smmu event {} (0x{:02x}) sid={:#x} iova={:#x} {} (+{} more)\n",
+                e.name(), e.id, e.sid, e.iova, rw, more
+            );
+        } else {
+            pr_warn!(
+                "smmu event {} (0x{:02x}) sid={:#x} iova={:#x} {} (+{} more)\n",
+                e.name(), e.id, e.sid, e.iova, rw, more
+            );
+        }
+    }
+    if overflow {
+        pr_warn!("smmu event queue overflowed\n");
+    }
+    Ok((events, overflow))
+}
+
+/// Runs one device request and writes its reply.
+pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> FmtResult {
+    let mut d = DEVICES.lock();
+    let (Some(smmu), Some(edu)) = (d.smmu.clone(), d.edu.clone()) else {
+        return refuse(out, ENODEV, "no SMMU or no edu bound");
+    };
+    match *request {
+        DeviceRequest::Smmu => writeln!(
+            out,
+            "ret=0 strtab={:#x} cd={:#x} sid={:#x} idr0={:#x} idr1={:#x} idr5={:#x} \
+             granules={:#x} oas={} attached={}",
+            smmu.strtab_addr(),
+            smmu.cd_addr(),
+            edu.sid,
+            smmu.idr0,
+            smmu.idr1,
+            smmu.idr5,
+            smmu.granules(),
+            smmu.oas_bits(),
+            d.attached.as_ref().map_or(0, |a| a.id)
+        ),
+        DeviceRequest::Attach { id } => {
+            let (table, ias, pgsizes) = match state.tables.lock().get(id) {
+                Some(e) => (e.table.clone(), e.geometry.ias, e.geometry.pgsizes),
+                None => return refuse(out, ENOENT, "no such table"),
+            };
+            let granule = 1u64 << pgsizes.trailing_zeros();
+            if smmu.granules() & granule == 0 {
+                return refuse(out, shim_eopnotsupp(), "the SMMU does not offer this granule");
+            }
+            // CD.T0SZ is at most 39 without small translation tables (SMMU_IDR3.STT).
+            if !(25..=48).contains(&ias) {
+                return refuse(out, EINVAL, "ias outside 25..=48 (CD.T0SZ 16..=39)");
+            }
+            if let Err(e) = d.detach() {
+                return failed(out, e, "detach of the previous table");
+            }
+            let ctx = context(&table, id as u16);
+            if let Err(e) = smmu.attach(edu.sid, &ctx) {
+                // The STE may point at the CD of a table we are not holding: abort it.
+                let _ = smmu.detach(edu.sid, Some(ctx.asid));
+                return failed(out, e, "attach");
+            }
+            d.attached = Some(Attached {
+                id: id as u32,
+                _table: table,
+                asid: ctx.asid,
+                granule,
+            });
+            writeln!(
+                out,
+                "ret=0 sid={:#x} asid={:#x} cd={:#x} ttbr={:#x}",
+                edu.sid,
+                ctx.asid,
+                smmu.cd_addr(),
+                ctx.ttbr
+            )
+        }
+        DeviceRequest::Detach => match d.detach() {
+            Ok(()) => writeln!(out, "ret=0"),
+            Err(e) => failed(out, e, "detach"),
+        },
+        DeviceRequest::Dma {
+            id,
+            iova,
+            len,
+            off,
+            to_device,
+            expect,
+        } => {
+            if d.attached.as_ref().map(|a| u64::from(a.id)) != Some(id) {
+                return refuse(out, ENODEV, "table not attached");
+            }
+            if len == 0 || len > crate::edu::BUF_SIZE || off > crate::edu::BUF_SIZE - len {
+                return refuse(out, EINVAL, "len and off must stay inside the device's 4 KiB buffer");
+            }
+            // Events from before this transfer are not its own: report them as they are.
+            if drain(&smmu, None).is_err() {
+                return failed(out, EIO, "event queue");
+            }
+            let ns = match edu.transfer(iova, off, len, to_device) {
+                Ok(ns) => ns,
+                Err(e) => return failed(out, e, "transfer"),
+            };
+            let (events, overflow) = match drain(&smmu, expect) {
+                Ok(r) => r,
+                Err(e) => return failed(out, e, "event queue"),
+            };
+            match events.first() {
+                None if !overflow => writeln!(out, "ret=0 src=device moved={:#x} ns={}", len, ns),
+                None => writeln!(out, "ret=-5 src=device why=\"event queue overflow\" ns={}", ns),
+                Some(e) => writeln!(
+                    out,
+                    "ret=-14 src=device event={} iova={:#x} sid={:#x} read={} events={} ns={}",
+                    e.name(),
+                    e.iova,
+                    e.sid,
+                    u8::from(e.read),
+                    events.len(),
+                    ns
+                ),
+            }
+        }
+        DeviceRequest::Tlbi { iova, len } => {
+            let Some(att) = d.attached.as_ref() else {
+                return refuse(out, ENODEV, "nothing attached");
+            };
+            let res = match iova {
+                None => smmu.tlbi_asid(att.asid),
+                Some(iova) => smmu.tlbi_range(att.asid, iova, len.max(1), att.granule),
+            };
+            match res {
+                Ok(()) => writeln!(out, "ret=0"),
+                Err(e) => failed(out, e, "tlbi"),
+            }
+        }
+        DeviceRequest::Events => {
+            let (events, overflow) = match drain(&smmu, None) {
+                Ok(r) => r,
+                Err(e) => return failed(out, e, "event queue"),
+            };
+            write!(out, "ret=0 count={} overflow={} events=", events.len(), u8::from(overflow))?;
+            for (i, e) in events.iter().take(16).enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                write!(out, "{}{}@{:#x}", sep, e.name(), e.iova)?;
+            }
+            writeln!(out)
+        }
+    }
+}
+
+fn shim_eopnotsupp() -> Error {
+    crate::shim::eopnotsupp()
+}
+
+/// The CD's inputs, from what io-pgtable computed for the table (`ttbr()`, `mair()` and the TCR
+/// in `raw_cfg()`), as a driver that hands the table to its own MMU does.
+fn context(table: &Table, asid: u16) -> Context {
+    // SAFETY: the caller keeps the table (an `Arc`) in `Devices::attached` for as long as the
+    // STE points at it, and `Devices::detach` aborts the STE and invalidates the ASID before
+    // dropping it, so the device stops using the table before it can be dropped.
+    let ttbr = unsafe { table.pgt.ttbr() };
+    // SAFETY: `raw_cfg` points into the table, which `table` keeps alive; the table's format is
+    // ARM64LPAES1, so `arm_lpae_s1_cfg` is the member of the union io-pgtable wrote, once, when
+    // the table was created.
+    let tcr = unsafe { (*table.pgt.raw_cfg()).__bindgen_anon_1.arm_lpae_s1_cfg.tcr };
+    Context {
+        ttbr,
+        mair: table.pgt.mair(),
+        tsz: u64::from(tcr.tsz()),
+        tg: u64::from(tcr.tg()),
+        irgn: u64::from(tcr.irgn()),
+        orgn: u64::from(tcr.orgn()),
+        sh: u64::from(tcr.sh()),
+        ips: u64::from(tcr.ips()),
+        asid,
+    }
+}
+
+/// The two drivers, for the kernel's bus abstractions with lifetime-bound driver data (7.3).
+pub(crate) mod drivers {
+    use super::*;
+    use crate::{
+        edu,
+        shim::{EduRegs, SmmuRegs},
+        smmu::layout,
+    };
+    use kernel::{
+        device::{Bound, Core, Device},
+        dma::{Device as _, DmaMask},
+        of, pci, platform,
+    };
+
+    /// Driver data of the bound SMMU: unbinding disables it.
+    pub(crate) struct SmmuBinding;
+
+    impl Drop for SmmuBinding {
+        fn drop(&mut self) {
+            smmu_unbound();
+        }
+    }
+
+    pub(crate) struct SmmuDriver;
+
+    kernel::of_device_table!(
+        SMMU_OF_TABLE,
+        <SmmuDriver as platform::Driver>::IdInfo,
+        [(of::DeviceId::new(c"arm,smmu-v3"), ())]
+    );
+
+    impl platform::Driver for SmmuDriver {
+        type IdInfo = ();
+        type Data<'bound> = SmmuBinding;
+        const OF_ID_TABLE: Option<of::IdTable<Self::IdInfo>> = Some(&SMMU_OF_TABLE);
+
+        fn probe<'bound>(
+            pdev: &'bound platform::Device<Core<'_>>,
+            _info: Option<&'bound Self::IdInfo>,
+        ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+            // SAFETY: probe runs before anything else allocates or maps DMA for this device.
+            unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
+            let req = pdev.io_request_by_index(0).ok_or(ENODEV)?;
+            let regs = SmmuRegs::new(req.iomap_sized::<{ layout::SIZE }>()?.into_devres()?);
+            let dev: &Device<Bound> = pdev.as_ref();
+            let smmu = Arc::pin_init(Smmu::new(regs, dev)?, GFP_KERNEL)?;
+            smmu.enable()?;
+            dev_info!(
+                pdev,
+                "SMMU enabled, stream table at {:#x}\n",
+                smmu.strtab_addr()
+            );
+            smmu_bound(smmu);
+            Ok(SmmuBinding)
+        }
+    }
+
+    /// Driver data of the bound edu.
+    pub(crate) struct EduBinding;
+
+    impl Drop for EduBinding {
+        fn drop(&mut self) {
+            edu_unbound();
+        }
+    }
+
+    pub(crate) struct EduDriver;
+
+    // The edu's vendor (0x1234) has no name in `pci::Vendor`: match its class (0x00ff00, the
+    // "unclassified, other" class QEMU gives it) and check the ids in probe.
+    kernel::pci_device_table!(
+        EDU_PCI_TABLE,
+        <EduDriver as pci::Driver>::IdInfo,
+        [(pci::DeviceId::from_class(0x00_ff00, 0xff_ff00), ())]
+    );
+
+    impl pci::Driver for EduDriver {
+        type IdInfo = ();
+        type Data<'bound> = EduBinding;
+        const ID_TABLE: pci::IdTable<Self::IdInfo> = &EDU_PCI_TABLE;
+
+        fn probe<'bound>(
+            pdev: &'bound pci::Device<Core<'_>>,
+            _info: Option<&'bound Self::IdInfo>,
+        ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+            if pdev.vendor_id().as_raw() != edu::VENDOR || pdev.device_id() != edu::DEVICE {
+                return Err(ENODEV);
+            }
+            pdev.enable_device_mem()?;
+            pdev.set_master();
+            let bar = pdev.iomap_region_sized::<{ edu::BAR_SIZE }>(0, c"iopt_hil_edu")?;
+            let regs = EduRegs::new(bar.into_devres()?);
+            let edu = Arc::new(Edu::new(regs, u32::from(pdev.dev_id()))?, GFP_KERNEL)?;
+            dev_info!(pdev, "edu bound, stream id {:#x}\n", edu.sid);
+            edu_bound(edu);
+            Ok(EduBinding)
+        }
+    }
+
+    /// The drivers' registrations; dropping them unbinds both devices.
+    pub(crate) struct Registrations {
+        _edu: Pin<KBox<kernel::driver::Registration<pci::Adapter<EduDriver>>>>,
+        _smmu: Pin<KBox<kernel::driver::Registration<platform::Adapter<SmmuDriver>>>>,
+    }
+
+    impl Registrations {
+        pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+            let smmu = KBox::pin_init(
+                kernel::driver::Registration::new(c"iopt_hil_smmu", module),
+                GFP_KERNEL,
+            )?;
+            let edu = KBox::pin_init(
+                kernel::driver::Registration::new(c"iopt_hil_edu", module),
+                GFP_KERNEL,
+            )?;
+            Ok(Registrations {
+                _edu: edu,
+                _smmu: smmu,
+            })
+        }
+    }
+}

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from ..errors import WalkError
 from ..guest.guestmem import ShmMemory
 from ..guest.modclient import DmaResult, ModuleClient
+from ..guest.qmp import QmpChannel
+from . import smmuv3
 from .tables import GuestTable
 from .walker import Walk
+
+PROBE = 8  # bytes a device-view probe reads (two of QEMU's 4-byte accesses)
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,39 @@ class Placed:
 
 
 class DmaBench:
-    def __init__(self, client: ModuleClient, memory: ShmMemory) -> None:
+    def __init__(self, client: ModuleClient, memory: ShmMemory, qmp: QmpChannel) -> None:
         if memory.window is None:
             raise WalkError("guest memory has no DMA window: cannot place DMA buffers")
-        self.client, self.memory = client, memory
+        self.client, self.memory, self.qmp = client, memory, qmp
         self.start, self.size = memory.window
+        self._oas: int | None = None
+
+    @property
+    def smmu_oas(self) -> int:
+        """The SMMU's implemented output size, read from its IDR5 by the host (once)."""
+        if self._oas is None:
+            self._oas = smmuv3.implemented_oas(self.qmp)
+        return self._oas
+
+    def disagreements(self, table: GuestTable, w: Walk, iovas: list[int]) -> list[str]:
+        """The device's view against the host walk, one probe read per iova: where the walk
+        has no leaf, F_TRANSLATION at that iova; where the leaf's output is at or above the
+        effective output size (the table's oas, at most the SMMU's), F_ADDR_SIZE; else the
+        read goes through with no event. (Where the bytes land is the DMA tests' business:
+        these tables map memory that is not the DMA window's.) Attaches the table."""
+        self.attach(table)
+        limit = 1 << min(table.info.oas, self.smmu_oas)
+        problems = []
+        for iova in iovas:
+            pa = w.translate(iova)
+            expect = "translation" if pa is None else "addr_size" if pa >= limit else None
+            want = {"translation": "F_TRANSLATION", "addr_size": "F_ADDR_SIZE"}.get(expect or "", "")
+            r = self.to_device(table, iova, PROBE, expect=expect)
+            if (r.event, r.iova if r.event else iova) != (want, iova):
+                seen = "unmapped" if pa is None else f"{pa:#x}"
+                problems.append(f"iova {iova:#x}: the host walk says {seen}, so the device "
+                                f"should see {want or 'no event'}; it saw: {r.line}")
+        return problems
 
     def pa(self, offset: int) -> int:
         """The guest-physical address `offset` bytes into the DMA window."""

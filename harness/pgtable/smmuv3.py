@@ -15,7 +15,7 @@ from ..guest.guestmem import GuestMemory
 from ..guest.qmp import QmpChannel
 
 SMMU_BASE = 0x0905_0000  # QEMU virt's SMMUv3 (DT node compatible "arm,smmu-v3")
-CR0, STRTAB_BASE, STRTAB_BASE_CFG = 0x20, 0x80, 0x88
+IDR5, CR0, STRTAB_BASE, STRTAB_BASE_CFG = 0x14, 0x20, 0x80, 0x88
 STE_BYTES, CD_BYTES = 64, 64
 CONFIGS = {0b000: "abort", 0b100: "bypass", 0b101: "s1", 0b110: "s2", 0b111: "nested"}
 GRANULE_OF_TG0 = {0b00: 1 << 12, 0b01: 1 << 16, 0b10: 1 << 14}
@@ -97,6 +97,15 @@ def stream_table(qmp: QmpChannel) -> StreamTable:
     cr0 = qmp.read_register(SMMU_BASE + CR0, 4)
     return StreamTable(base=base & ADDR_51_6, log2size=bits(cfg, 5, 0), fmt=bits(cfg, 17, 16),
                        smmu_enabled=bool(cr0 & 1))
+
+
+def implemented_oas(qmp: QmpChannel) -> int:
+    """The output address size the SMMU implements (IDR5.OAS), in bits: a CD's IPS above it
+    acts as this size."""
+    oas = IPS_BITS.get(qmp.read_register(SMMU_BASE + IDR5, 4) & 7)
+    if oas is None:
+        raise WalkError("SMMU_IDR5.OAS holds a reserved value")
+    return oas
 
 
 def ste(mem: GuestMemory, table: StreamTable, sid: int) -> Ste:

@@ -223,3 +223,20 @@ def test_host_decodes_the_live_ste_and_cd(pgtable, bench, qmp: QmpChannel, guest
     assert smmuv3.ste(guest.memory, st, smmuv3.stream_id(qmp, *VIRTIO_NET)).config == "bypass"
     bench.client.detach()
     assert smmuv3.ste(guest.memory, st, sid).config == "abort"
+
+
+def test_output_beyond_the_smmus_address_size_raises_f_addr_size(pgtable, bench):
+    """A leaf whose output is at or above the effective output size (CD.IPS capped by the
+    SMMU's IDR5.OAS, read by the host) faults with F_ADDR_SIZE; just below it, no event."""
+    table = pgtable(ias=48, oas=48)
+    oas = bench.smmu_oas
+    assert oas < 48, "this QEMU's SMMU implements 48-bit output: nothing to check here"
+    above, below = 1 << oas, (1 << oas) - 0x1000
+    assert table.map(0x10_0000, above, 0x1000, 1, RW).ret == 0
+    assert table.map(0x20_0000, below, 0x1000, 1, RW).ret == 0
+    w = table.walk()
+    assert (w.translate(0x10_0000), w.translate(0x20_0000)) == (above, below)
+    bench.attach(table)
+    r = bench.to_device(table, 0x10_0000 + 0x18, 8, expect="addr_size")
+    assert (r.ret, r.event, r.iova) == (-14, "F_ADDR_SIZE", 0x10_0018), r.line
+    assert bench.to_device(table, 0x20_0000, 8).ret == 0  # nothing there, but no fault

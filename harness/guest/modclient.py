@@ -25,7 +25,7 @@ from .ssh import SshChannel
 PROTOCOL = 4
 MAX_LINE = 1 << 16  # bytes in one reply line; the module's longest is a few hundred
 MAX_LINES = 1 << 18  # lines in one call's output; a batch answers one line per request
-_SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
+_SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z,]+)*$")
 
 
 class Prot(enum.IntFlag):
@@ -94,6 +94,7 @@ class SmmuInfo:
     idr5: int
     granules: int
     oas: int
+    edus: int
     attached: int
 
 
@@ -324,7 +325,7 @@ class ModuleClient:
     def smmu(self) -> SmmuInfo:
         r = self.request("smmu").ok()
         return SmmuInfo(*(r.num(k) for k in ("strtab", "cd", "sid", "idr0", "idr1", "idr5",
-                                             "granules", "oas", "attached")))
+                                             "granules", "oas", "edus", "attached")))
 
     def attach(self, table: int) -> Reply:
         return self.request(req("attach", id=table))
@@ -348,6 +349,16 @@ class ModuleClient:
         return DmaResult(r.ret, int(f.get("moved", "0"), 0), f.get("event", ""),
                          int(f.get("iova", "0"), 0), int(f.get("events", "0"), 0),
                          int(f.get("ns", "0"), 0), r.line)
+
+    def probe(self, table: int, iovas: list[int]) -> list[tuple[str, int]]:
+        """The device's view of up to 8 iovas (8-byte reads, several edus at once): per iova,
+        ("ok", iova) or (the first SMMU event's name, its iova)."""
+        r = self.request(f"probe id={table:#x} iovas={','.join(f'{i:#x}' for i in iovas)}").ok()
+        seen = r.fields.get("seen", "").split(",")
+        if len(seen) != len(iovas):
+            raise ModuleError(f"probe of {len(iovas)} iovas answered {len(seen)}: {r.line}")
+        return [("ok", iova) if word == "ok" else (word.split("@")[0], int(word.split("@")[1], 0))
+                for word, iova in zip(seen, iovas)]
 
     def tlbi(self, iova: int | None = None, length: int = 1) -> Reply:
         line = "tlbi" if iova is None else req("tlbi", iova=iova, len=length)

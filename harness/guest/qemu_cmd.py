@@ -36,6 +36,9 @@ class MachineSpec:
     # The top of guest RAM that the kernel is told does not exist (`mem=`): the DMA tests'
     # buffers, written and read by the host and the edu device and by nothing else.
     dma_window_mib: int = 64
+    # QEMU's edu PCI devices behind the SMMU: the module reads up to this many iovas at once
+    # (each transfer waits ~100 ms on the edu's timer).
+    edus: int = 4
 
     @property
     def dma_window(self) -> tuple[int, int]:
@@ -80,8 +83,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         # forwarded SSH port is the only way in, and it listens on 127.0.0.1 only.
         "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
         "-device", "virtio-net-pci,netdev=net0,romfile=,iommu_platform=on,disable-legacy=on",
-        # The DMA master of the device tests, behind the SMMU; no address clamping.
-        "-device", "edu,dma_mask=0xffffffffffffffff",
+        # The DMA masters of the device tests, behind the SMMU; no address clamping.
+        *[arg for _ in range(spec.edus) for arg in ("-device", "edu,dma_mask=0xffffffffffffffff")],
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", spec.kernel_cmdline,

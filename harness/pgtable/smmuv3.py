@@ -120,15 +120,13 @@ def cd(mem: GuestMemory, entry: Ste) -> Cd:
     return decode_cd(mem.read(entry.s1ctxptr, CD_BYTES))
 
 
-def stream_id(qmp: QmpChannel, vendor: int, device: int) -> int:
-    """The requester ID (= StreamID on QEMU virt's identity iommu-map) of the one PCI device
+def stream_ids(qmp: QmpChannel, vendor: int, device: int) -> list[int]:
+    """The requester IDs (= StreamIDs on QEMU virt's identity iommu-map) of the PCI devices
     with these ids, from QEMU's own PCI topology."""
-    found = [d for d in qmp.pci_devices()
-             if d.get("id", {}).get("vendor") == vendor and d.get("id", {}).get("device") == device]
-    if len(found) != 1:
-        raise WalkError(f"expected one PCI device {vendor:04x}:{device:04x}, QEMU has {len(found)}")
-    d = found[0]
-    return int(d["bus"]) << 8 | int(d["slot"]) << 3 | int(d["function"])
+    return sorted(int(d["bus"]) << 8 | int(d["slot"]) << 3 | int(d["function"])
+                  for d in qmp.pci_devices()
+                  if d.get("id", {}).get("vendor") == vendor
+                  and d.get("id", {}).get("device") == device)
 
 
 @dataclass(frozen=True)

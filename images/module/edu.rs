@@ -51,6 +51,14 @@ impl Edu {
     /// Moves `len` bytes between `iova` (through the SMMU) and the device's buffer at `off`, and
     /// waits for the device; returns the time it took, in nanoseconds.
     pub(crate) fn transfer(&self, iova: u64, off: u64, len: u64, to_device: bool) -> Result<i64> {
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        self.start(iova, off, len, to_device)?;
+        self.wait()?;
+        Ok(start.elapsed().as_nanos())
+    }
+
+    /// Starts a transfer (see [`Edu::transfer`]) without waiting for it.
+    pub(crate) fn start(&self, iova: u64, off: u64, len: u64, to_device: bool) -> Result {
         if len == 0 || len > BUF_SIZE || off > BUF_SIZE - len {
             return Err(EINVAL);
         }
@@ -63,14 +71,17 @@ impl Edu {
         } else {
             (buf, iova, CMD_RUN | CMD_FROM_DEVICE)
         };
-        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
         self.regs.write64(src, DMA_SRC)?;
         self.regs.write64(dst, DMA_DST)?;
         self.regs.write64(len, DMA_CNT)?;
-        self.regs.write64(cmd, DMA_CMD)?;
+        self.regs.write64(cmd, DMA_CMD)
+    }
+
+    /// Waits until the device's transfer is done.
+    pub(crate) fn wait(&self) -> Result {
         for _ in 0..DMA_POLLS {
             if self.regs.read64(DMA_CMD)? & CMD_RUN == 0 {
-                return Ok(start.elapsed().as_nanos());
+                return Ok(());
             }
             crate::shim::delay_us(1000);
         }

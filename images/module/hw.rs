@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The bound devices (the SMMU and the edu, each from its own driver's probe) and the device
-//! requests: `smmu`, `attach`, `detach`, `dma`, `tlbi`, `events`.
+//! The bound devices (the SMMU and the edus, each from its own driver's probe) and the device
+//! requests: `smmu`, `attach`, `detach`, `dma`, `probe`, `tlbi`, `events`.
+//!
+//! Every bound edu's stream is attached to the same table (one CD, one ASID). `dma` uses the
+//! first edu; `probe` spreads its reads over all of them at once (a transfer takes ~100 ms of
+//! the edu's timer, so N devices read N iovas in the time of one), telling their events apart
+//! by StreamID.
 //!
 //! The drivers' probes put their device here; every device request takes this one lock for its
 //! whole run, so requests are serialised and a device never goes away under one. An attached
@@ -21,7 +26,14 @@ use crate::{
 use core::fmt::{Result as FmtResult, Write};
 use kernel::{prelude::*, sync::Arc};
 
-/// The table the edu's STE points at.
+/// At most this many edus are driven (and probed with at once).
+const MAX_EDUS: usize = 8;
+/// Iovas one `probe` reads at most.
+pub(crate) const MAX_PROBES: usize = 8;
+/// Bytes one probe reads (two of QEMU's 4-byte accesses).
+const PROBE_LEN: u64 = 8;
+
+/// The table the edus' STEs point at.
 struct Attached {
     id: u32,
     /// Held, never read: the SMMU walks this table until `detach` has aborted the STE.
@@ -33,26 +45,37 @@ struct Attached {
 /// What the drivers have bound, and what is attached.
 pub(crate) struct Devices {
     smmu: Option<Arc<Smmu>>,
-    edu: Option<Arc<Edu>>,
+    /// In the order they bound; the first one does `dma`.
+    edus: KVec<Arc<Edu>>,
     attached: Option<Attached>,
 }
 
 impl Devices {
     const EMPTY: Self = Devices {
         smmu: None,
-        edu: None,
+        edus: KVec::new(),
         attached: None,
     };
 
-    /// Points the edu's STE away from the attached table (abort), invalidates its ASID, and only
-    /// then lets the table go.
+    /// The edus' stream IDs (at most `MAX_EDUS`).
+    fn sids(&self) -> ([u32; MAX_EDUS], usize) {
+        let mut sids = [0u32; MAX_EDUS];
+        for (slot, edu) in sids.iter_mut().zip(self.edus.iter()) {
+            *slot = edu.sid;
+        }
+        (sids, self.edus.len().min(MAX_EDUS))
+    }
+
+    /// Points the edus' STEs away from the attached table (abort), invalidates its ASID, and
+    /// only then lets the table go.
     fn detach(&mut self) -> Result {
         let Some(att) = self.attached.take() else {
             return Ok(());
         };
-        let res = match (&self.smmu, &self.edu) {
-            (Some(smmu), Some(edu)) => smmu.detach(edu.sid, Some(att.asid)),
-            _ => Ok(()),
+        let (sids, n) = self.sids();
+        let res = match &self.smmu {
+            Some(smmu) => smmu.detach(&sids[..n], Some(att.asid)),
+            None => Ok(()),
         };
         if res.is_err() {
             // The SMMU may still walk the table: keep it rather than free memory in use.
@@ -94,16 +117,24 @@ pub(crate) fn smmu_unbound() {
     d.attached = None;
 }
 
-pub(crate) fn edu_bound(edu: Arc<Edu>) {
-    DEVICES.lock().edu = Some(edu);
+/// A probed edu; `ENOSPC` beyond `MAX_EDUS` (that one is not driven). An attached table is
+/// detached first: every edu's stream points at it or none does.
+pub(crate) fn edu_bound(edu: Arc<Edu>) -> Result {
+    let mut d = DEVICES.lock();
+    if d.edus.len() >= MAX_EDUS {
+        return Err(ENOSPC);
+    }
+    d.detach()?;
+    d.edus.push(edu, GFP_KERNEL)?;
+    Ok(())
 }
 
-pub(crate) fn edu_unbound() {
+pub(crate) fn edu_unbound(sid: u32) {
     let mut d = DEVICES.lock();
     if d.detach().is_err() {
-        pr_err!("cannot detach the edu's table from the SMMU\n");
+        pr_err!("cannot detach the edus' table from the SMMU\n");
     }
-    d.edu = None;
+    d.edus.retain(|e| e.sid != sid);
 }
 
 fn refuse(out: &mut Out, err: Error, why: &str) -> FmtResult {
@@ -148,14 +179,14 @@ fn drain(smmu: &Smmu, expect: Option<u8>) -> Result<(KVec<Event>, bool)> {
 /// Runs one device request and writes its reply.
 pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> FmtResult {
     let mut d = DEVICES.lock();
-    let (Some(smmu), Some(edu)) = (d.smmu.clone(), d.edu.clone()) else {
+    let (Some(smmu), Some(edu)) = (d.smmu.clone(), d.edus.first().cloned()) else {
         return refuse(out, ENODEV, "no SMMU or no edu bound");
     };
     match *request {
         DeviceRequest::Smmu => writeln!(
             out,
             "ret=0 strtab={:#x} cd={:#x} sid={:#x} idr0={:#x} idr1={:#x} idr5={:#x} \
-             granules={:#x} oas={} attached={}",
+             granules={:#x} oas={} edus={} attached={}",
             smmu.strtab_addr(),
             smmu.cd_addr(),
             edu.sid,
@@ -164,6 +195,7 @@ pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> 
             smmu.idr5,
             smmu.granules(),
             smmu.oas_bits(),
+            d.edus.len(),
             d.attached.as_ref().map_or(0, |a| a.id)
         ),
         DeviceRequest::Attach { id } => {
@@ -183,9 +215,10 @@ pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> 
                 return failed(out, e, "detach of the previous table");
             }
             let ctx = context(&table, id as u16);
-            if let Err(e) = smmu.attach(edu.sid, &ctx) {
-                // The STE may point at the CD of a table we are not holding: abort it.
-                let _ = smmu.detach(edu.sid, Some(ctx.asid));
+            let (sids, n) = d.sids();
+            if let Err(e) = smmu.attach(&sids[..n], &ctx) {
+                // An STE may point at the CD of a table we are not holding: abort them all.
+                let _ = smmu.detach(&sids[..n], Some(ctx.asid));
                 return failed(out, e, "attach");
             }
             d.attached = Some(Attached {
@@ -248,6 +281,13 @@ pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> 
                 ),
             }
         }
+        DeviceRequest::Probe { id, iovas, count } => {
+            if d.attached.as_ref().map(|a| u64::from(a.id)) != Some(id) {
+                return refuse(out, ENODEV, "table not attached");
+            }
+            let edus = &d.edus;
+            probe(&smmu, edus, &iovas[..count.min(MAX_PROBES)], out)
+        }
         DeviceRequest::Tlbi { iova, len } => {
             let Some(att) = d.attached.as_ref() else {
                 return refuse(out, ENODEV, "nothing attached");
@@ -274,6 +314,60 @@ pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> 
             writeln!(out)
         }
     }
+}
+
+/// Each iova read by one edu (all edus at once, round by round); the reply lists, per iova in
+/// order, `ok` or the first event of the edu that read it (`F_...@iova`). The request asks for
+/// the device's view, faults included: its events are logged as expected, and the caller judges
+/// each one.
+fn probe(smmu: &Smmu, edus: &[Arc<Edu>], iovas: &[u64], out: &mut Out) -> FmtResult {
+    if drain(smmu, None).is_err() {
+        return failed(out, EIO, "event queue");
+    }
+    let mut seen: [Option<Event>; MAX_PROBES] = [None; MAX_PROBES];
+    for (round, chunk) in iovas.chunks(edus.len()).enumerate() {
+        let busy = &edus[..chunk.len()];
+        for (edu, iova) in busy.iter().zip(chunk) {
+            if let Err(e) = edu.start(*iova, 0, PROBE_LEN, true) {
+                return failed(out, e, "probe transfer");
+            }
+        }
+        for edu in busy {
+            if let Err(e) = edu.wait() {
+                return failed(out, e, "probe transfer");
+            }
+        }
+        let events = match smmu_events(smmu) {
+            Ok(ev) => ev,
+            Err(e) => return failed(out, e, "event queue"),
+        };
+        for (i, edu) in busy.iter().enumerate() {
+            seen[round * edus.len() + i] = events.iter().find(|e| e.sid == edu.sid).copied();
+        }
+    }
+    write!(out, "ret=0 src=device seen=")?;
+    for (i, s) in seen[..iovas.len()].iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        match s {
+            None => write!(out, "{}ok", sep)?,
+            Some(e) => write!(out, "{}{}@{:#x}", sep, e.name(), e.iova)?,
+        }
+    }
+    writeln!(out)
+}
+
+/// The events of a probe round: logged as asked for (info), each kind once per device.
+fn smmu_events(smmu: &Smmu) -> Result<KVec<Event>> {
+    let mut events = KVec::new();
+    if smmu.events(&mut events)? {
+        pr_warn!("smmu event queue overflowed\n");
+    }
+    for (i, e) in events.iter().enumerate() {
+        if !events[..i].iter().any(|p| p.sid == e.sid && p.id == e.id) {
+            pr_info!("probed: smmu event {} sid={:#x} iova={:#x}\n", e.name(), e.sid, e.iova);
+        }
+    }
+    Ok(events)
 }
 
 fn shim_eopnotsupp() -> Error {
@@ -361,12 +455,12 @@ pub(crate) mod drivers {
         }
     }
 
-    /// Driver data of the bound edu.
-    pub(crate) struct EduBinding;
+    /// Driver data of a bound edu: its stream ID.
+    pub(crate) struct EduBinding(u32);
 
     impl Drop for EduBinding {
         fn drop(&mut self) {
-            edu_unbound();
+            edu_unbound(self.0);
         }
     }
 
@@ -397,9 +491,10 @@ pub(crate) mod drivers {
             let bar = pdev.iomap_region_sized::<{ edu::BAR_SIZE }>(0, c"iopt_hil_edu")?;
             let regs = EduRegs::new(bar.into_devres()?);
             let edu = Arc::new(Edu::new(regs, u32::from(pdev.dev_id()))?, GFP_KERNEL)?;
-            dev_info!(pdev, "edu bound, stream id {:#x}\n", edu.sid);
-            edu_bound(edu);
-            Ok(EduBinding)
+            let sid = edu.sid;
+            edu_bound(edu)?;
+            dev_info!(pdev, "edu bound, stream id {:#x}\n", sid);
+            Ok(EduBinding(sid))
         }
     }
 

@@ -28,6 +28,7 @@
 //! attach id=N                       (the edu's STE -> a CD built from table N)
 //! detach                            (the edu's STE aborts; the ASID is invalidated)
 //! dma id=N iova=A len=L dir=to_device|from_device [off=O] [expect=translation|permission|access|addr_size]
+//! probe id=N iovas=A[,B...]         (up to 8 device reads of 8 bytes, all edus at once)
 //! tlbi [iova=A len=L]               (TLBI_NH_VA over the range, or TLBI_NH_ASID)
 //! events                            (SMMU events nobody has read yet)
 //! ```
@@ -39,8 +40,9 @@
 //! table's `ttbr()`, `mair()` and TCR. `dma` moves `L` bytes (at most the device's 4 KiB buffer,
 //! from offset `O`) between `iova` and the device, and answers `ret=0 src=device moved=L ns=T`
 //! or, if the SMMU recorded a fault, `ret=-14 src=device event=F_... iova=.. sid=.. read=0|1
-//! events=N ns=T`. Every event is logged; one the request did not `expect` is logged as
-//! `iopt_hil: smmu event ...`, a splat for the harness. Nothing is flushed for the caller:
+//! events=N ns=T`. `probe` answers `ret=0 src=device seen=ok,F_TRANSLATION@0x...,...`, one
+//! word per iova (every bound edu reads one at a time). Every event is logged; one that a
+//! `dma` did not `expect` is logged as `iopt_hil: smmu event ...`, a splat for the harness. Nothing is flushed for the caller:
 //! io-pgtable's flush ops are no-ops here, so a test that unmaps invalidates with `tlbi`.
 //!
 //! Replies: `<index> <verb> ret=<errno or 0> [src=check|pgtable|module] [key=value ...]`.

@@ -60,6 +60,12 @@ pub(crate) enum DeviceRequest {
         /// logged as expected rather than as a fault.
         expect: Option<u8>,
     },
+    /// Device reads of up to 8 iovas at once (the device's view of each).
+    Probe {
+        id: u64,
+        iovas: [u64; 8],
+        count: usize,
+    },
     /// TLBI_NH_ASID of the attached table, or TLBI_NH_VA over `[iova, iova + len)`.
     Tlbi {
         iova: Option<u64>,
@@ -118,6 +124,8 @@ enum Kind {
     Dir,
     /// `translation|permission|access|addr_size`.
     Fault,
+    /// 1 to 8 numbers, comma-separated.
+    List,
 }
 
 #[derive(Clone, Copy)]
@@ -152,6 +160,10 @@ const OFF: Key = number("off");
 const DIR: Key = Key {
     name: "dir",
     kind: Kind::Dir,
+};
+const IOVAS: Key = Key {
+    name: "iovas",
+    kind: Kind::List,
 };
 const EXPECT: Key = Key {
     name: "expect",
@@ -296,6 +308,19 @@ const VERBS: &[Verb] = &[
         },
     },
     Verb {
+        name: "probe",
+        required: &[ID, IOVAS],
+        optional: &[],
+        build: |a| {
+            let (iovas, count) = list(a.value(IOVAS)?)?;
+            Some(Request::Device(DeviceRequest::Probe {
+                id: a.number(ID)?,
+                iovas,
+                count,
+            }))
+        },
+    },
+    Verb {
         name: "tlbi",
         required: &[],
         optional: &[IOVA, LEN],
@@ -378,6 +403,7 @@ impl Kind {
             Kind::Trigger => trigger(value).is_some(),
             Kind::Dir => dir(value).is_some(),
             Kind::Fault => fault_id(value).is_some(),
+            Kind::List => list(value).is_some(),
         }
     }
 }
@@ -408,6 +434,17 @@ fn parse_prot(s: &str) -> Option<u64> {
         });
     }
     Some(bits)
+}
+
+/// 1 to 8 comma-separated numbers.
+fn list(s: &str) -> Option<([u64; 8], usize)> {
+    let mut out = [0u64; 8];
+    let mut n = 0;
+    for word in s.split(',') {
+        *out.get_mut(n)? = parse_num(word)?;
+        n += 1;
+    }
+    Some((out, n))
 }
 
 /// The SMMU event id of a fault the grammar names (the SMMUv3 architecture's numbering).
@@ -541,6 +578,16 @@ mod tests {
             Some(Request::Device(DeviceRequest::Tlbi { iova: None, len: 1 }))
         );
         assert_eq!(request("dma id=1 iova=0 len=8 dir=sideways"), None);
+        assert_eq!(
+            request("probe id=2 iovas=0x1000,16,0x3000"),
+            Some(Request::Device(DeviceRequest::Probe {
+                id: 2,
+                iovas: [0x1000, 16, 0x3000, 0, 0, 0, 0, 0],
+                count: 3
+            }))
+        );
+        assert_eq!(request("probe id=2 iovas=1,2,3,4,5,6,7,8,9"), None);
+        assert_eq!(request("probe id=2 iovas=1,,2"), None);
         assert!(
             parse("map_unchecked id=1 iova=0 paddr=0 pgsize=4096 pgcount=1 prot=read")
                 .map_or(false, |p| p.verb == "map_unchecked")

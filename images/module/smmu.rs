@@ -381,24 +381,33 @@ impl Smmu {
         self.commands(&[[CMD_CFGI_STE | u64::from(sid) << 32, CMD_LEAF]])
     }
 
-    /// Points `sid`'s STE at a CD built from `ctx` (stage-1 translation).
-    pub(crate) fn attach(&self, sid: u32, ctx: &Context) -> Result {
+    /// Points the STEs of `sids` at one CD built from `ctx` (stage-1 translation).
+    pub(crate) fn attach(&self, sids: &[u32], ctx: &Context) -> Result {
         // Abort first: the CD is rewritten while nothing may use it.
-        self.write_ste(sid, ste_abort())?;
+        for sid in sids {
+            self.write_ste(*sid, ste_abort())?;
+        }
         let cd = ctx.cd();
         for i in (0..CD_DWORDS).rev() {
             self.cd.set(i, cd[i])?;
         }
-        self.commands(&[[CMD_CFGI_CD | u64::from(sid) << 32, CMD_LEAF]])?;
+        for sid in sids {
+            self.commands(&[[CMD_CFGI_CD | u64::from(*sid) << 32, CMD_LEAF]])?;
+        }
         let mut ste = [0u64; STE_DWORDS];
         ste[0] = STE_V | STE_CFG_S1 | (self.cd.addr() & STE_S1CTXPTR);
         ste[1] = STE1_S1_WB_ISH;
-        self.write_ste(sid, ste)
+        for sid in sids {
+            self.write_ste(*sid, ste)?;
+        }
+        Ok(())
     }
 
-    /// `sid` aborts every transaction (no event is recorded for an aborting STE).
-    pub(crate) fn detach(&self, sid: u32, asid: Option<u16>) -> Result {
-        self.write_ste(sid, ste_abort())?;
+    /// `sids` abort every transaction (no event is recorded for an aborting STE).
+    pub(crate) fn detach(&self, sids: &[u32], asid: Option<u16>) -> Result {
+        for sid in sids {
+            self.write_ste(*sid, ste_abort())?;
+        }
         match asid {
             Some(asid) => self.tlbi_asid(asid),
             None => Ok(()),

@@ -198,12 +198,14 @@ def test_host_decodes_the_live_ste_and_cd(pgtable, bench, qmp: QmpChannel, guest
     st = smmuv3.stream_table(qmp)
     assert st.smmu_enabled and st.fmt == 0
     assert st.base == info.strtab
-    sid = smmuv3.stream_id(qmp, *EDU)
-    assert sid == info.sid
+    sids = smmuv3.stream_ids(qmp, *EDU)
+    assert info.sid in sids and len(sids) == info.edus == guest.spec.edus
     assert guest.memory is not None
-    ste = smmuv3.ste(guest.memory, st, sid)
-    assert (ste.valid, ste.config, ste.s1fmt, ste.s1cdmax, ste.s1stalld) == \
-        (True, "s1", 0, 0, False), ste
+    stes = [smmuv3.ste(guest.memory, st, sid) for sid in sids]
+    for ste in stes:  # every edu's stream: stage 1 through the one CD
+        assert (ste.valid, ste.config, ste.s1fmt, ste.s1cdmax, ste.s1stalld, ste.s1ctxptr) == \
+            (True, "s1", 0, 0, False, stes[0].s1ctxptr), ste
+    ste = stes[0]
     cd = smmuv3.cd(guest.memory, ste)
     assert (cd.valid, cd.aa64, cd.r, cd.a, cd.s, cd.ha, cd.hd, cd.affd, cd.epd0, cd.epd1) == \
         (True, True, True, True, False, False, False, False, False, True), cd
@@ -220,9 +222,24 @@ def test_host_decodes_the_live_ste_and_cd(pgtable, bench, qmp: QmpChannel, guest
         [(leaf.iova, leaf.size, leaf.output) for leaf in table.walk().leaves] == \
         [(4 * g, g, bench.pa(SRC))]
     # every other stream bypasses (the NIC's DMA is never translated), and detach aborts
-    assert smmuv3.ste(guest.memory, st, smmuv3.stream_id(qmp, *VIRTIO_NET)).config == "bypass"
+    (nic,) = smmuv3.stream_ids(qmp, *VIRTIO_NET)
+    assert smmuv3.ste(guest.memory, st, nic).config == "bypass"
     bench.client.detach()
-    assert smmuv3.ste(guest.memory, st, sid).config == "abort"
+    assert [smmuv3.ste(guest.memory, st, sid).config for sid in sids] == ["abort"] * len(sids)
+
+
+def test_probe_reads_several_iovas_at_once(pgtable, bench):
+    """`probe` spreads reads over every edu; each answer belongs to its own iova."""
+    table = pgtable()
+    assert table.map(0x10_0000, bench.pa(SRC), 0x1000, 1, RW).ret == 0
+    assert table.map(0x30_0000, bench.pa(DST), 0x1000, 1, Prot.READ).ret == 0
+    bench.attach(table)
+    iovas = [0x10_0000, 0x20_0008, 0x30_0010, 0x40_0000, 0x10_0ff8, 0x50_0000, 0x30_0000,
+             0x60_0100]
+    seen = bench.client.probe(table.id, iovas)
+    mapped = {0x10_0000, 0x10_0ff8, 0x30_0010, 0x30_0000}
+    assert seen == [("ok", i) if i in mapped else ("F_TRANSLATION", i) for i in iovas]
+    assert bench.disagreements(table, table.walk(), iovas) == []
 
 
 def test_output_beyond_the_smmus_address_size_raises_f_addr_size(pgtable, bench):

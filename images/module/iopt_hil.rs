@@ -33,7 +33,8 @@
 //! events                            (SMMU events nobody has read yet)
 //! ```
 //!
-//! Device requests (`smmu.rs`, `edu.rs`, `hw.rs`; kernels with the `iopt_dma` driver API):
+//! Device requests (`smmu.rs`, `edu.rs`, `hw.rs`, `drivers.rs`; kernels with the `iopt_dma`
+//! driver API):
 //! the module binds QEMU's SMMUv3 (a platform driver for "arm,smmu-v3", which no kernel driver
 //! owns in the harness's config) and QEMU's edu PCI device, enables the SMMU with every stream
 //! bypassing, and on `attach` points the edu's stream at a context descriptor built from the
@@ -75,6 +76,8 @@
 //! kernel versions the module builds against (the io_pgtable API generation and a few kernel
 //! APIs), selected by `--cfg` flags from the harness's probe of the tree.
 
+#[cfg(iopt_dma)]
+mod drivers;
 #[cfg(iopt_dma)]
 mod edu;
 mod exec;
@@ -147,7 +150,7 @@ struct IoptHil {
     // Field order is drop order: the drivers unbind first (the SMMU is disabled and lets go of
     // the attached table), then the file (and every table) goes, then the device.
     #[cfg(iopt_dma)]
-    _drivers: hw::drivers::Registrations,
+    _drivers: drivers::Registrations,
     _ctl: Pin<KBox<File<State>>>,
     _dir: Dir,
     _reg: KBox<faux::Registration>,
@@ -174,7 +177,7 @@ impl kernel::Module for IoptHil {
         #[cfg(iopt_dma)]
         let drivers = {
             hw::init();
-            hw::drivers::Registrations::new(module)?
+            drivers::Registrations::new(module)?
         };
         #[cfg(not(iopt_dma))]
         let _ = module;

@@ -55,6 +55,11 @@ class Feature:
     name: str  # becomes --cfg iopt_<name>
     path: str
     regex: str
+    also: tuple[tuple[str, str], ...] = ()  # more (path, regex) the tree must all declare
+
+    def present(self, tree: Path) -> bool:
+        return all(re.search(rx, _read(tree, path))
+                   for path, rx in ((self.path, self.regex), *self.also))
 
 
 FEATURES = (
@@ -62,6 +67,14 @@ FEATURES = (
     Feature("spinlock_irq", "rust/kernel/sync.rs", r"\bSpinLockIrq\b"),
     Feature("task_tgid", "rust/kernel/task.rs", r"pub fn tgid\(&self\)"),
     Feature("eopnotsupp", "rust/kernel/error.rs", r"declare_err!\(EOPNOTSUPP\b"),
+    # Device DMA through the SMMU (images/module/{smmu,edu,hw}.rs): bus drivers whose data is
+    # bound to a lifetime, device-managed mappings (DevresBar, DevresIoMem) and `dma::Coherent`.
+    Feature("dma", "rust/kernel/pci.rs", r"type Data<'bound>: Send \+ 'bound;", (
+        ("rust/kernel/platform.rs", r"type Data<'bound>: Send \+ 'bound;"),
+        ("rust/kernel/pci/io.rs", r"pub type DevresBar<"),
+        ("rust/kernel/io/mem.rs", r"pub type DevresIoMem<"),
+        ("rust/kernel/dma.rs", r"pub struct Coherent<"),
+    )),
 )
 
 
@@ -105,5 +118,5 @@ def probe(tree: Path) -> ApiProbe:
         raise TreeError(f"{tree}/{PGTABLE} has an io_pgtable API this harness does not know: "
                         + (f"missing {', '.join(missing_common)}; " if missing_common else "")
                         + (lacks or "it matches more than one generation"))
-    features = tuple(f.name for f in FEATURES if re.search(f.regex, _read(tree, f.path)))
+    features = tuple(f.name for f in FEATURES if f.present(tree))
     return ApiProbe(matches[0].name, matches[0].kernels, features)

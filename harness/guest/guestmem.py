@@ -16,15 +16,44 @@ class GuestMemory(Protocol):
 
 
 class ShmMemory:
-    """Guest RAM mapped from QEMU's `memory-backend-file,share=on` (~0.3 µs per 4 KiB)."""
+    """Guest RAM mapped from QEMU's `memory-backend-file,share=on` (~0.3 µs per 4 KiB).
 
-    def __init__(self, path: Path, base: int, size: int) -> None:
-        fd = os.open(path, os.O_RDONLY)
+    Read-only, except for one optional `window` (guest-physical start, size) mapped writable:
+    the RAM the guest kernel was told does not exist, where DMA tests put their buffers. A
+    write anywhere else is refused, so the host can never scribble over the kernel's memory."""
+
+    def __init__(self, path: Path, base: int, size: int,
+                 window: tuple[int, int] | None = None) -> None:
+        fd = os.open(path, os.O_RDONLY if window is None else os.O_RDWR)
         try:
             self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._window = None
+            if window is not None:
+                start, length = window
+                if start < base or start + length > base + size or (start - base) % mmap.PAGESIZE:
+                    raise WalkError(f"DMA window {start:#x}+{length:#x} is not page-aligned RAM")
+                self._window = (start, mmap.mmap(fd, length, mmap.MAP_SHARED,
+                                                 mmap.PROT_READ | mmap.PROT_WRITE,
+                                                 offset=start - base))
         finally:
             os.close(fd)
         self.base, self.size = base, size
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        """(start, size) of the writable window, if any."""
+        return None if self._window is None else (self._window[0], len(self._window[1]))
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write into the DMA window only (WalkError elsewhere)."""
+        if self._window is None:
+            raise WalkError("this guest's memory has no writable DMA window")
+        start, wmap = self._window
+        off = addr - start
+        if off < 0 or off + len(data) > len(wmap):
+            raise WalkError(f"guest-physical {addr:#x}+{len(data):#x} is outside the DMA window "
+                            f"[{start:#x}, {start + len(wmap):#x})")
+        wmap[off:off + len(data)] = data
 
     def read(self, addr: int, size: int) -> bytes:
         off = addr - self.base
@@ -35,6 +64,8 @@ class ShmMemory:
 
     def close(self) -> None:
         self._map.close()
+        if self._window is not None:
+            self._window[1].close()
 
 
 class PmemsaveMemory:

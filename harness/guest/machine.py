@@ -199,7 +199,8 @@ class Machine:
             if self._qemu_gone():
                 raise self._failure(QemuExited, "QEMU exited before it opened its QMP session") from exc
             raise self._failure(MachineError, str(exc)) from exc
-        self.memory = ShmMemory(shm, self.spec.arch.ram_base, self.memory_mib << 20)
+        self.memory = ShmMemory(shm, self.spec.arch.ram_base, self.memory_mib << 20,
+                                window=self.spec.dma_window)
         remove_shared_ram(shm)  # both sides hold it now; nothing can be left behind
         self._await_ready(started, argv)
         return self

@@ -25,7 +25,7 @@ from .ssh import SshChannel
 PROTOCOL = 4
 MAX_LINE = 1 << 16  # bytes in one reply line; the module's longest is a few hundred
 MAX_LINES = 1 << 18  # lines in one call's output; a batch answers one line per request
-_SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z]+)*$")
+_SAFE = re.compile(r"^[a-z_]+( [a-z_]+=[0-9a-zx|_a-z,]+)*$")
 
 
 class Prot(enum.IntFlag):
@@ -117,6 +117,39 @@ class MapResult:
     mapped: int
     src: str
     why: str = ""
+
+
+@dataclass(frozen=True)
+class SmmuInfo:
+    """What the module says about the SMMU it drives (the host checks it, not trusts it)."""
+
+    strtab: int
+    cd: int
+    sid: int
+    idr0: int
+    idr1: int
+    idr5: int
+    granules: int
+    oas: int
+    edus: int
+    attached: int
+
+
+@dataclass(frozen=True)
+class DmaResult:
+    """One device transfer: `ret` 0 with `moved` bytes, or -14 with the SMMU's first event."""
+
+    ret: int
+    moved: int
+    event: str
+    iova: int
+    events: int
+    ns: int
+    line: str
+
+    @property
+    def faulted(self) -> bool:
+        return self.event != ""
 
 
 def parse_reply(line: str) -> Reply:
@@ -345,6 +378,53 @@ class ModuleClient:
 
     def iova_to_phys(self, table: int, iova: int) -> int:
         return self.request(req("iova_to_phys", id=table, iova=iova)).ok().num("phys")
+
+    def smmu(self) -> SmmuInfo:
+        r = self.request("smmu").ok()
+        return SmmuInfo(*(r.num(k) for k in ("strtab", "cd", "sid", "idr0", "idr1", "idr5",
+                                             "granules", "oas", "edus", "attached")))
+
+    def attach(self, table: int) -> Reply:
+        return self.request(req("attach", id=table))
+
+    def detach(self) -> Reply:
+        return self.request("detach").ok()
+
+    def dma(self, table: int, iova: int, length: int, to_device: bool, off: int = 0,
+            expect: str | None = None) -> DmaResult:
+        """A transfer between `iova` (through the SMMU) and the device's buffer at `off`;
+        `expect` names the fault the caller provokes (translation, permission, access,
+        addr_size): the module logs it as expected, not as a splat."""
+        args: dict[str, int | str] = dict(id=table, iova=iova, len=length, off=off,
+                                          dir="to_device" if to_device else "from_device")
+        if expect is not None:
+            args["expect"] = expect
+        r = self.request(req("dma", **args))
+        if r.ret not in (0, -14):
+            raise ModuleError(f"dma failed: {r.line}")
+        f = r.fields
+        return DmaResult(r.ret, int(f.get("moved", "0"), 0), f.get("event", ""),
+                         int(f.get("iova", "0"), 0), int(f.get("events", "0"), 0),
+                         int(f.get("ns", "0"), 0), r.line)
+
+    def probe(self, table: int, iovas: list[int]) -> list[tuple[str, int]]:
+        """The device's view of up to 8 iovas (8-byte reads, several edus at once): per iova,
+        ("ok", iova) or (the first SMMU event's name, its iova)."""
+        r = self.request(f"probe id={table:#x} iovas={','.join(f'{i:#x}' for i in iovas)}").ok()
+        seen = r.fields.get("seen", "").split(",")
+        if len(seen) != len(iovas):
+            raise ModuleError(f"probe of {len(iovas)} iovas answered {len(seen)}: {r.line}")
+        return [("ok", iova) if word == "ok" else (word.split("@")[0], int(word.split("@")[1], 0))
+                for word, iova in zip(seen, iovas)]
+
+    def tlbi(self, iova: int | None = None, length: int = 1) -> Reply:
+        line = "tlbi" if iova is None else req("tlbi", iova=iova, len=length)
+        return self.request(line).ok()
+
+    def events(self) -> list[tuple[str, int]]:
+        r = self.request("events").ok()
+        return [(e.split("@")[0], int(e.split("@")[1], 0))
+                for e in r.fields.get("events", "").split(",") if e]
 
     def record(self, table: int) -> "Runs":
         """The module's record of a table: its runs (iova, size, pgsize), read page by page."""

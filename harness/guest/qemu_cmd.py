@@ -33,6 +33,18 @@ class MachineSpec:
     cmdline_extra: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = field(default=())
     gdb_port: int = 0  # QEMU's gdb stub on 127.0.0.1:gdb_port (0: none)
+    # The top of guest RAM that the kernel is told does not exist (`mem=`): the DMA tests'
+    # buffers, written and read by the host and the edu device and by nothing else.
+    dma_window_mib: int = 64
+    # QEMU's edu PCI devices behind the SMMU: the module reads up to this many iovas at once
+    # (each transfer waits ~100 ms on the edu's timer).
+    edus: int = 4
+
+    @property
+    def dma_window(self) -> tuple[int, int]:
+        """(guest-physical start, size) of the RAM the kernel never uses."""
+        size = self.dma_window_mib << 20
+        return self.arch.ram_base + (self.memory_mib << 20) - size, size
 
     @property
     def qmp_socket(self) -> Path:
@@ -40,13 +52,14 @@ class MachineSpec:
 
     @property
     def kernel_cmdline(self) -> str:
-        # iommu.passthrough=1: the SMMU probes and runs, but the NIC's stream bypasses it. With
-        # translation on, virtio-net traffic under QEMU 10.0's emulated SMMUv3 raised sporadic
-        # F_TRANSLATION faults on the NIC's own DMA domain (reproduced with SSH streams alone,
-        # no io-pgtable activity, lazy or strict invalidation, 1 or 2 vCPUs). The tables under
-        # test are never attached to a device, so nothing they are checked for depends on it.
+        # No IOMMU driver owns the SMMU: the test module does, and lets every stream but the
+        # edu's bypass it, so the NIC's DMA is never translated. The base config leaves
+        # arm-smmu-v3 out; initcall_blacklist keeps it off a kernel whose config has it anyway.
+        # deferred_probe_timeout=0: the PCI devices the DT's iommu-map names would otherwise
+        # wait for an IOMMU driver that never comes. mem=: see `dma_window`.
         base = (f"console={self.arch.console} earlycon rdinit=/init panic=-1 oops=panic "
-                "printk.devkmsg=on loglevel=7 iommu.passthrough=1")
+                "printk.devkmsg=on loglevel=7 deferred_probe_timeout=0 initcall_blacklist=arm_smmu_driver_init "
+                f"mem={self.memory_mib - self.dma_window_mib}M")
         # nokaslr: gdb's symbols from vmlinux must be where the kernel runs
         return " ".join([base, *(("nokaslr",) if self.gdb_port else ()), *self.cmdline_extra])
 
@@ -70,6 +83,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         # forwarded SSH port is the only way in, and it listens on 127.0.0.1 only.
         "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
         "-device", "virtio-net-pci,netdev=net0,romfile=,iommu_platform=on,disable-legacy=on",
+        # The DMA masters of the device tests, behind the SMMU; no address clamping.
+        *[arg for _ in range(spec.edus) for arg in ("-device", "edu,dma_mask=0xffffffffffffffff")],
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", spec.kernel_cmdline,

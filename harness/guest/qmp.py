@@ -86,6 +86,20 @@ class QmpChannel:
         finally:
             path.unlink(missing_ok=True)
 
+    def read_register(self, addr: int, width: int) -> int:
+        """One device register at guest-physical `addr`, read at its own width (4 or 8 bytes):
+        MMIO answers only at register width (a wider read silently returns zeros)."""
+        fmt = {4: "w", 8: "g"}[width]
+        out = self.hmp(f"xp /1{fmt}x {addr:#x}")
+        m = re.search(r":\s*0x([0-9a-fA-F]+)", out)
+        if not m:
+            raise ChannelError(f"unexpected xp output for {addr:#x}: {out!r}")
+        return int(m.group(1), 16)
+
+    def pci_devices(self) -> list[dict[str, Any]]:
+        """Every PCI device QEMU has, bus by bus (QMP query-pci)."""
+        return [dev for bus in self.cmd("query-pci") for dev in bus.get("devices", [])]
+
     def status(self) -> str:
         result: dict[str, Any] = self.cmd("query-status")
         return str(result.get("status"))

@@ -75,6 +75,10 @@ the message names the splat and the WARNING/kernel BUG/Oops lines after it belon
   arch/arm64/kernel/traps.c:937  "SError Interrupt on CPU%d, code 0x%016lx -- %s"  -> oops
   lib/bug.c  "kernel BUG at %s:%u!"; any other "BUG: ..."                           -> bug
   kernel/panic.c:648  "Kernel panic - not syncing: %s"                             -> panic
+  drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c  "arm-smmu-v3 %s: event: F_..." / "event 0x%02x
+        received:"                                                                 -> iommu-fault
+  images/module/hw.rs (our module drives the SMMU)  "iopt_hil: smmu event %s (0x%02x) sid=..
+        iova=.. read|write", "iopt_hil: smmu event queue overflowed"               -> iommu-fault
 
 Not splats: boot banners of the same files ("kmemleak: Kernel memory leak detector initialized",
 "ODEBUG: selftest passed", "watchdog: ... permanently disabled", "kcsan: strict mode configured",
@@ -144,7 +148,8 @@ KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("oops", re.compile(r"^Internal error: |^Unable to handle kernel |^Oops|^SError Interrupt on CPU\d")),
     ("bug", re.compile(r"^(kernel BUG at |BUG: )")),
     ("panic", re.compile(r"^Kernel panic - not syncing")),
-    ("iommu-fault", re.compile(r"^arm-smmu-v3 \S+: event: F_\w+ |^arm-smmu-v3 \S+: event 0x[0-9a-f]+ received")),
+    ("iommu-fault", re.compile(r"^arm-smmu-v3 \S+: event: F_\w+ |^arm-smmu-v3 \S+: event 0x[0-9a-f]+ received"
+                               r"|^iopt_hil: smmu event (\w+ \(0x[0-9a-f]+\) |queue overflowed)")),
     ("rust-panic", re.compile(r"^rust_kernel: panicked at ")),
 ]
 # "---[ end trace 0000000000000000 ]---", UBSAN's "---[ end trace ]---", the panic's own end.

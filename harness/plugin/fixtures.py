@@ -17,6 +17,7 @@ from ..guest.manager import GuestManager, MachineFactory, boot_machine
 from ..guest.modclient import PROTOCOL, ModuleClient
 from ..guest.qmp import QmpChannel
 from ..guest.ssh import SshChannel
+from ..pgtable.device import DmaBench
 from ..pgtable.tables import GuestTable
 from ..resources import results_default
 
@@ -162,3 +163,21 @@ def pgtable(module: ModuleClient, guest: Machine,
                 table.destroy()
         except HarnessError:
             pass  # a hung or crashed guest is discarded by the `guest` fixture
+
+
+@pytest.fixture
+def dma_bench(module: ModuleClient, guest: Machine,
+              pgtable: Callable[..., GuestTable]) -> Iterator[DmaBench | None]:
+    """The edu device and the DMA window (None where the module has no device DMA for this
+    tree's driver API). The device is detached before the test's tables are destroyed."""
+    assert guest.memory is not None and guest.qmp is not None
+    if module.request("smmu").ret == -95:  # EOPNOTSUPP: built without iopt_dma
+        yield None
+        return
+    yield DmaBench(module, guest.memory, guest.qmp)
+    if guest.alive:
+        try:
+            module.detach()
+        except HarnessError:
+            pass  # a hung or crashed guest is discarded by the `guest` fixture
+

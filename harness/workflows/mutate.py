@@ -30,6 +30,7 @@ C_FILE = "drivers/iommu/io-pgtable-arm.c"
 RUST_FILE = "rust/kernel/iommu/pgtable.rs"
 SUITE = ("test_map_basic.py", "test_contract.py", "test_matrix.py", "test_format.py",
          "test_paths.py", "test_races.py", "test_sequences.py")  # in the guest suite
+DEVICE_SUITE = ("test_dma.py",)  # the device's view only: what io-pgtable's own answers miss
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Mutant:
     path: str
     old: str  # exactly one occurrence in the file
     new: str
+    suite: tuple[str, ...] = SUITE  # the test files that must kill it
+    also: tuple[tuple[str, str], ...] = ()  # further (old, new) edits of the same file
 
 
 MUTANTS = [
@@ -92,6 +95,18 @@ MUTANTS = [
     # two full tables (a fill and a larger unmap: only the random sequences make it) is lost.
     Mutant("unmap rereads its first entry", C_FILE,
            "pte = READ_ONCE(ptep[i]);", "pte = READ_ONCE(ptep[0]);"),
+    # Only a device sees these: iova_to_phys never looks at the access flag, and here it is
+    # patched to agree with the wrong output address.
+    Mutant("device: leaves without the access flag", C_FILE, "\t\tpte |= ARM_LPAE_PTE_AF;",
+           "\t\tpte |= 0;", suite=DEVICE_SUITE),
+    Mutant("device: leaf output one page up, iova_to_phys agrees", C_FILE,
+           "ptep[i] = pte | paddr_to_iopte(paddr + i * sz, data);",
+           "ptep[i] = pte | paddr_to_iopte(paddr + i * sz + SZ_4K, data);", suite=DEVICE_SUITE,
+           also=(("return iopte_to_paddr(d.pte, data) | iova;",
+                  "return (iopte_to_paddr(d.pte, data) - SZ_4K) | iova;"),)),
+    Mutant("device: 48-bit oas gets a 44-bit IPS", C_FILE,
+           "\t\ttcr->ips = ARM_LPAE_TCR_PS_48_BIT;", "\t\ttcr->ips = ARM_LPAE_TCR_PS_44_BIT;",
+           suite=DEVICE_SUITE),
 ]
 
 
@@ -140,8 +155,8 @@ def mutable_tree(tree: Path | str | None, root: BuildRoot) -> Iterator[Path]:
     yield private_copy(source, root.cache)
 
 
-def _suite(tree: Path, cache: Path, options: SuiteOptions,
-           results: Path) -> tuple[bool, bool, float, str]:
+def _suite(tree: Path, cache: Path, options: SuiteOptions, results: Path,
+           suite: tuple[str, ...] = SUITE) -> tuple[bool, bool, float, str]:
     """(built, suite failed, seconds, first failing test) for one state of the tree. The suite
     stops at the first failure (-x); the verdict comes from its JUnit file, as verify's does."""
     started = time.monotonic()
@@ -152,7 +167,7 @@ def _suite(tree: Path, cache: Path, options: SuiteOptions,
         return False, True, time.monotonic() - started, ""
     if results.exists():
         shutil.rmtree(results)
-    tests = tuple(str(suite_dir() / name) for name in SUITE)
+    tests = tuple(str(suite_dir() / name) for name in suite)
     outcome = run_child_suite(tree, replace(options, pytest_args=("-x", "--no-kunit") + tests,
                                             cache=cache), results)
     failed = [c.name for c in outcome.cases if c.outcome in ("failed", "error")]
@@ -166,23 +181,28 @@ def run(tree: Path | str | None, root: BuildRoot, options: SuiteOptions,
     """The clean tree, then each mutant (those whose name contains one of `only`)."""
     cache = root.cache
     results = cache / "mutation" / "results"
+    chosen = [m for m in MUTANTS if not only or any(o in m.name for o in only)]
+    # the clean tree must pass every test file a chosen mutant is judged by
+    every = tuple(dict.fromkeys(name for m in chosen for name in m.suite)) or SUITE
     with mutable_tree(tree, root) as copy:
         log(f"clean tree {copy}: building (first time: a full build) and running the suite")
-        built, failed, secs, first = _suite(copy, cache, options, results)
+        built, failed, secs, first = _suite(copy, cache, options, results, every)
         clean = Outcome("clean tree", built, failed, secs, first)
         log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
         outcomes = []
-        for mutant in MUTANTS:
-            if only and not any(o in mutant.name for o in only):
-                continue
+        for mutant in chosen:
             path = copy / mutant.path
             original = path.read_text()
-            if original.count(mutant.old) != 1:
+            edits = ((mutant.old, mutant.new),) + mutant.also
+            if any(original.count(old) != 1 for old, _ in edits):
                 log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}; skipped")
                 continue
-            path.write_text(original.replace(mutant.old, mutant.new))
+            mutated = original
+            for old, new in edits:
+                mutated = mutated.replace(old, new)
+            path.write_text(mutated)
             try:
-                built, failed, secs, first = _suite(copy, cache, options, results)
+                built, failed, secs, first = _suite(copy, cache, options, results, mutant.suite)
             finally:
                 path.write_text(original)
             outcomes.append(Outcome(mutant.name, built, failed, secs, first))

@@ -87,6 +87,14 @@ pub(crate) fn execute(state: &State, request: &Request, out: &mut Out) -> FmtRes
         Request::IovaToPhys { id, iova } => iova_to_phys(tables, *id, *iova, out),
         Request::Record { id, start } => record(tables, *id, *start, out),
         Request::Trigger(what) => crate::trigger(state, *what, out),
+        #[cfg(iopt_dma)]
+        Request::Device(d) => crate::hw::execute(state, d, out),
+        #[cfg(not(iopt_dma))]
+        Request::Device(_) => writeln!(
+            out,
+            "ret={} src=module why=\"no device DMA on this kernel's driver API\"",
+            crate::shim::eopnotsupp().to_errno()
+        ),
     }
 }
 

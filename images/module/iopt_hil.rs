@@ -24,6 +24,13 @@
 //! iova_to_phys id=N iova=A
 //! record id=N [start=A]            (the mapping record: up to 64 runs from iova A on)
 //! trigger what=warn|panic|hang      (harness self-tests: a WARN, a panic, a hard hang)
+//! smmu                              (the SMMU this module drives: strtab, cd, sid, IDRs)
+//! attach id=N                       (the edu's STE -> a CD built from table N)
+//! detach                            (the edu's STE aborts; the ASID is invalidated)
+//! dma id=N iova=A len=L dir=to_device|from_device [off=O] [expect=translation|permission|access|addr_size]
+//! probe id=N iovas=A[,B...]         (up to 8 device reads of 8 bytes, all edus at once)
+//! tlbi [iova=A len=L]               (TLBI_NH_VA over the range, or TLBI_NH_ASID)
+//! events                            (SMMU events nobody has read yet)
 //! ```
 //!
 //! `create` and `info` answer with the table as io-pgtable keeps it (`raw_cfg()`): `ttbr`,
@@ -39,6 +46,18 @@
 //! refusal is seen (`src=pgtable`). `ias` and `oas` are 12..=52 (io-pgtable clamps them to 48
 //! except with the 64K granule). The module's device has a 64-bit DMA mask, so that
 //! `coherent_walk=0` tables (whose pages io-pgtable maps with the DMA API) can be made.
+//! Device requests (`smmu.rs`, `edu.rs`, `hw.rs`, `drivers.rs`; kernels with the `iopt_dma`
+//! driver API):
+//! the module binds QEMU's SMMUv3 (a platform driver for "arm,smmu-v3", which no kernel driver
+//! owns in the harness's config) and QEMU's edu PCI device, enables the SMMU with every stream
+//! bypassing, and on `attach` points the edu's stream at a context descriptor built from the
+//! table's `ttbr()`, `mair()` and TCR. `dma` moves `L` bytes (at most the device's 4 KiB buffer,
+//! from offset `O`) between `iova` and the device, and answers `ret=0 src=device moved=L ns=T`
+//! or, if the SMMU recorded a fault, `ret=-14 src=device event=F_... iova=.. sid=.. read=0|1
+//! events=N ns=T`. `probe` answers `ret=0 src=device seen=ok,F_TRANSLATION@0x...,...`, one
+//! word per iova (every bound edu reads one at a time). Every event is logged; one that a
+//! `dma` did not `expect` is logged as `iopt_hil: smmu event ...`, a splat for the harness. Nothing is flushed for the caller:
+//! io-pgtable's flush ops are no-ops here, so a test that unmaps invalidates with `tlbi`.
 //!
 //! Replies: `<index> <verb> ret=<errno or 0> [src=check|pgtable|module] [key=value ...]`.
 //! `src=module` means this module ran out of memory (`ret=-12`). `src=check`
@@ -70,11 +89,19 @@
 //! kernel versions the module builds against (the io_pgtable API generation and a few kernel
 //! APIs), selected by `--cfg` flags from the harness's probe of the tree.
 
+#[cfg(iopt_dma)]
+mod drivers;
+#[cfg(iopt_dma)]
+mod edu;
 mod exec;
+#[cfg(iopt_dma)]
+mod hw;
 mod record;
 mod registry;
 mod request;
 mod shim;
+#[cfg(iopt_dma)]
+mod smmu;
 
 use core::fmt::Write;
 use kernel::{
@@ -133,14 +160,17 @@ pub(crate) struct State {
 }
 
 struct IoptHil {
-    // Field order is drop order: the file (and every table) goes before the device.
+    // Field order is drop order: the drivers unbind first (the SMMU is disabled and lets go of
+    // the attached table), then the file (and every table) goes, then the device.
+    #[cfg(iopt_dma)]
+    _drivers: drivers::Registrations,
     _ctl: Pin<KBox<File<State>>>,
     _dir: Dir,
     _reg: KBox<faux::Registration>,
 }
 
 impl kernel::Module for IoptHil {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let reg = KBox::new(faux::Registration::new(c"iopt_hil", None)?, GFP_KERNEL)?;
         let devref: &Device<Bound> = shim::bound_device(&reg);
         // SAFETY: the registration is boxed (stable address) and, by field order, outlives the
@@ -158,8 +188,17 @@ impl kernel::Module for IoptHil {
             dir.read_write_callback_file(c"ctl", state, &show_reply, &run_batch),
             GFP_KERNEL,
         )?;
+        #[cfg(iopt_dma)]
+        let drivers = {
+            hw::init();
+            drivers::Registrations::new(module)?
+        };
+        #[cfg(not(iopt_dma))]
+        let _ = module;
         pr_info!("iopt_hil: ready, protocol {}\n", PROTOCOL);
         Ok(Self {
+            #[cfg(iopt_dma)]
+            _drivers: drivers,
             _ctl: ctl,
             _dir: dir,
             _reg: reg,

@@ -40,6 +40,40 @@ pub(crate) struct UnmapRequest {
     pub(crate) checked: bool,
 }
 
+/// A request to the device side: the SMMU and the edu that DMAs through it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DeviceRequest {
+    /// Where the SMMU's structures are and what it offers.
+    Smmu,
+    Attach {
+        id: u64,
+    },
+    Detach,
+    Dma {
+        id: u64,
+        iova: u64,
+        len: u64,
+        /// Offset into the device's 4 KiB buffer.
+        off: u64,
+        to_device: bool,
+        /// The fault event the request expects (`expect=translation|permission|access|addr_size`),
+        /// logged as expected rather than as a fault.
+        expect: Option<u8>,
+    },
+    /// Device reads of up to 8 iovas at once (the device's view of each).
+    Probe {
+        id: u64,
+        iovas: [u64; 8],
+        count: usize,
+    },
+    /// TLBI_NH_ASID of the attached table, or TLBI_NH_VA over `[iova, iova + len)`.
+    Tlbi {
+        iova: Option<u64>,
+        len: u64,
+    },
+    Events,
+}
+
 /// One parsed request line.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Request {
@@ -70,6 +104,7 @@ pub(crate) enum Request {
         start: u64,
     },
     Trigger(Trigger),
+    Device(DeviceRequest),
 }
 
 /// A request and the verb it was written with (the reply names it).
@@ -89,6 +124,12 @@ enum Kind {
     Trigger,
     /// `0` or `1`.
     Flag,
+    /// `to_device|from_device`.
+    Dir,
+    /// `translation|permission|access|addr_size`.
+    Fault,
+    /// 1 to 8 numbers, comma-separated.
+    List,
 }
 
 #[derive(Clone, Copy)]
@@ -121,6 +162,20 @@ const START: Key = number("start");
 const COHERENT_WALK: Key = Key {
     name: "coherent_walk",
     kind: Kind::Flag,
+};
+const LEN: Key = number("len");
+const OFF: Key = number("off");
+const DIR: Key = Key {
+    name: "dir",
+    kind: Kind::Dir,
+};
+const IOVAS: Key = Key {
+    name: "iovas",
+    kind: Kind::List,
+};
+const EXPECT: Key = Key {
+    name: "expect",
+    kind: Kind::Fault,
 };
 const WHAT: Key = Key {
     name: "what",
@@ -226,6 +281,72 @@ const VERBS: &[Verb] = &[
         },
     },
     Verb {
+        name: "smmu",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Device(DeviceRequest::Smmu)),
+    },
+    Verb {
+        name: "attach",
+        required: &[ID],
+        optional: &[],
+        build: |a| Some(Request::Device(DeviceRequest::Attach { id: a.number(ID)? })),
+    },
+    Verb {
+        name: "detach",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Device(DeviceRequest::Detach)),
+    },
+    Verb {
+        name: "dma",
+        required: &[ID, IOVA, LEN, DIR],
+        optional: &[OFF, EXPECT],
+        build: |a| {
+            Some(Request::Device(DeviceRequest::Dma {
+                id: a.number(ID)?,
+                iova: a.number(IOVA)?,
+                len: a.number(LEN)?,
+                off: a.number(OFF).unwrap_or(0),
+                to_device: dir(a.value(DIR)?)?,
+                expect: match a.value(EXPECT) {
+                    Some(v) => Some(fault_id(v)?),
+                    None => None,
+                },
+            }))
+        },
+    },
+    Verb {
+        name: "probe",
+        required: &[ID, IOVAS],
+        optional: &[],
+        build: |a| {
+            let (iovas, count) = list(a.value(IOVAS)?)?;
+            Some(Request::Device(DeviceRequest::Probe {
+                id: a.number(ID)?,
+                iovas,
+                count,
+            }))
+        },
+    },
+    Verb {
+        name: "tlbi",
+        required: &[],
+        optional: &[IOVA, LEN],
+        build: |a| {
+            Some(Request::Device(DeviceRequest::Tlbi {
+                iova: a.number(IOVA),
+                len: a.number(LEN).unwrap_or(1),
+            }))
+        },
+    },
+    Verb {
+        name: "events",
+        required: &[],
+        optional: &[],
+        build: |_| Some(Request::Device(DeviceRequest::Events)),
+    },
+    Verb {
         name: "trigger",
         required: &[WHAT],
         optional: &[],
@@ -290,6 +411,9 @@ impl Kind {
             Kind::Prot => parse_prot(value).is_some(),
             Kind::Trigger => trigger(value).is_some(),
             Kind::Flag => value == "0" || value == "1",
+            Kind::Dir => dir(value).is_some(),
+            Kind::Fault => fault_id(value).is_some(),
+            Kind::List => list(value).is_some(),
         }
     }
 }
@@ -320,6 +444,37 @@ fn parse_prot(s: &str) -> Option<u64> {
         });
     }
     Some(bits)
+}
+
+/// 1 to 8 comma-separated numbers.
+fn list(s: &str) -> Option<([u64; 8], usize)> {
+    let mut out = [0u64; 8];
+    let mut n = 0;
+    for word in s.split(',') {
+        *out.get_mut(n)? = parse_num(word)?;
+        n += 1;
+    }
+    Some((out, n))
+}
+
+/// The SMMU event id of a fault the grammar names (the SMMUv3 architecture's numbering).
+fn fault_id(s: &str) -> Option<u8> {
+    match s {
+        "translation" => Some(0x10),
+        "addr_size" => Some(0x11),
+        "access" => Some(0x12),
+        "permission" => Some(0x13),
+        _ => None,
+    }
+}
+
+/// `to_device` (RAM to the device's buffer) is true.
+fn dir(s: &str) -> Option<bool> {
+    match s {
+        "to_device" => Some(true),
+        "from_device" => Some(false),
+        _ => None,
+    }
 }
 
 fn trigger(s: &str) -> Option<Trigger> {
@@ -399,6 +554,50 @@ mod tests {
             request("trigger what=hang"),
             Some(Request::Trigger(Trigger::Hang))
         );
+        assert_eq!(
+            request("dma id=1 iova=0x1000 len=64 dir=from_device"),
+            Some(Request::Device(DeviceRequest::Dma {
+                id: 1,
+                iova: 0x1000,
+                len: 64,
+                off: 0,
+                to_device: false,
+                expect: None
+            }))
+        );
+        assert_eq!(
+            request("dma id=1 iova=0 len=8 dir=to_device off=8 expect=permission"),
+            Some(Request::Device(DeviceRequest::Dma {
+                id: 1,
+                iova: 0,
+                len: 8,
+                off: 8,
+                to_device: true,
+                expect: Some(0x13)
+            }))
+        );
+        assert_eq!(
+            request("tlbi iova=0x2000 len=0x1000"),
+            Some(Request::Device(DeviceRequest::Tlbi {
+                iova: Some(0x2000),
+                len: 0x1000
+            }))
+        );
+        assert_eq!(
+            request("tlbi"),
+            Some(Request::Device(DeviceRequest::Tlbi { iova: None, len: 1 }))
+        );
+        assert_eq!(request("dma id=1 iova=0 len=8 dir=sideways"), None);
+        assert_eq!(
+            request("probe id=2 iovas=0x1000,16,0x3000"),
+            Some(Request::Device(DeviceRequest::Probe {
+                id: 2,
+                iovas: [0x1000, 16, 0x3000, 0, 0, 0, 0, 0],
+                count: 3
+            }))
+        );
+        assert_eq!(request("probe id=2 iovas=1,2,3,4,5,6,7,8,9"), None);
+        assert_eq!(request("probe id=2 iovas=1,,2"), None);
         assert!(
             parse("map_unchecked id=1 iova=0 paddr=0 pgsize=4096 pgcount=1 prot=read")
                 .map_or(false, |p| p.verb == "map_unchecked")

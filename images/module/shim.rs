@@ -89,3 +89,87 @@ macro_rules! new_hang_lock {
 macro_rules! new_hang_lock {
     ($val:expr) => { kernel::new_spinlock!($val) };
 }
+
+/// Device DMA (`smmu.rs`, `edu.rs`, `hw.rs`): the MMIO, coherent-memory and delay APIs of the
+/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.3+).
+#[cfg(iopt_dma)]
+pub(crate) use dma_io::*;
+
+#[cfg(iopt_dma)]
+mod dma_io {
+    use kernel::{
+        device::{Bound, Device},
+        dma::Coherent,
+        io::{mem::DevresIoMem, Io},
+        pci::DevresBar,
+        prelude::*,
+        time::{delay::fsleep, Delta},
+    };
+
+    /// A device's registers, mapped for as long as it is bound: after unbind every access fails
+    /// with `ENXIO` (the mapping is revoked), never touching an unmapped address.
+    macro_rules! revocable_regs {
+        ($name:ident, $devres:ty) => {
+            pub(crate) struct $name($devres);
+
+            // Each device uses the widths it needs; the macro gives both all four.
+            #[allow(dead_code)]
+            impl $name {
+                pub(crate) fn new(regs: $devres) -> Self {
+                    Self(regs)
+                }
+
+                pub(crate) fn read32(&self, off: usize) -> Result<u32> {
+                    let io = self.0.try_access().ok_or(ENXIO)?;
+                    (&*io).try_read32(off)
+                }
+
+                pub(crate) fn write32(&self, val: u32, off: usize) -> Result {
+                    let io = self.0.try_access().ok_or(ENXIO)?;
+                    (&*io).try_write32(val, off)
+                }
+
+                pub(crate) fn read64(&self, off: usize) -> Result<u64> {
+                    let io = self.0.try_access().ok_or(ENXIO)?;
+                    (&*io).try_read64(off)
+                }
+
+                pub(crate) fn write64(&self, val: u64, off: usize) -> Result {
+                    let io = self.0.try_access().ok_or(ENXIO)?;
+                    (&*io).try_write64(val, off)
+                }
+            }
+        };
+    }
+
+    revocable_regs!(SmmuRegs, DevresIoMem<{ crate::smmu::layout::SIZE }>);
+    revocable_regs!(EduRegs, DevresBar<{ crate::edu::BAR_SIZE }>);
+
+    /// Coherent memory the SMMU reads and writes (stream table, CD, queues), as 64-bit words.
+    pub(crate) struct DmaWords(Coherent<[u64]>);
+
+    impl DmaWords {
+        pub(crate) fn alloc(dev: &Device<Bound>, words: usize) -> Result<Self> {
+            Ok(Self(Coherent::zeroed_slice(dev, words, GFP_KERNEL)?))
+        }
+
+        /// The bus address the SMMU is given (its DMA is untranslated: the physical address).
+        pub(crate) fn addr(&self) -> u64 {
+            self.0.dma_address()
+        }
+
+        pub(crate) fn get(&self, i: usize) -> Result<u64> {
+            Ok(kernel::io::io_read!(&self.0, [try: i]))
+        }
+
+        pub(crate) fn set(&self, i: usize, val: u64) -> Result {
+            kernel::io::io_write!(&self.0, [try: i], val);
+            Ok(())
+        }
+    }
+
+    /// Sleeps (a request's polls run in process context).
+    pub(crate) fn delay_us(us: u64) {
+        fsleep(Delta::from_micros(us as i64));
+    }
+}

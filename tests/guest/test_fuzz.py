@@ -5,7 +5,9 @@ and no crash (the plugin fails the test on either), and afterwards the module's 
 table must be exactly what the host walks.
 
 The `_unchecked` verbs and `trigger` are left out: they exist to reach the C WARN paths and the
-harness's own fault handling. Default: a few seconds. Soak: `IOPT_HIL_FUZZ_EXAMPLES=5000`.
+harness's own fault handling. So are the device verbs (`attach`, `dma`, ...): a device write
+lands wherever the table says, and only the DMA tests' own mappings point into RAM the kernel
+does not use. Default: a few seconds. Soak: `IOPT_HIL_FUZZ_EXAMPLES=5000`.
 """
 from __future__ import annotations
 

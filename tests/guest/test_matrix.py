@@ -18,7 +18,7 @@ CASES = [(name, ias, oas) for name in SETS for ias, oas in itertools.product(BIT
 @pytest.mark.parametrize("name,ias,oas", [
     pytest.param(n, i, o, id=f"{n}-ias{i}-oas{o}", marks=pytest.mark.granule(n.split("|")[0]))
     for n, i, o in CASES])
-def test_matrix(pgtable, module, name, ias, oas):
+def test_matrix(pgtable, module, dma_bench, name, ias, oas):
     table = pgtable(ias=ias, oas=oas, pgsizes=SETS[name])
     sizes = [1 << b for b in range(64) if table.info.pgsizes >> b & 1]
     largest = sizes[-1]
@@ -41,6 +41,12 @@ def test_matrix(pgtable, module, name, ias, oas):
             assert leaf is not None and (leaf.iova, leaf.size) == (iova, size), \
                 f"iova {iova:#x}: {leaf.describe() if leaf else 'no leaf'}"
             assert w.translate(iova + 42) == paddr + 42 == reply.num("phys"), leaf.describe()
+        # the third oracle, the SMMU walking the table for a device: each placement, and the
+        # iova just past the first (unmapped), for the smallest page (the deepest walk) and the
+        # largest (the top-level block): 6 probes
+        if dma_bench is not None and size in (sizes[0], sizes[-1]):
+            probes = [i + 42 for i, _, _ in placements] + [placements[0][0] + size]
+            assert dma_bench.disagreements(table, w, probes) == []
         unmapped = module.batch([req("unmap", id=table.id, iova=i, pgsize=size, pgcount=1)
                                  for i, _, _ in placements])
         assert [r.num("unmapped") for r in unmapped] == [size, size]

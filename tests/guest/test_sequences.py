@@ -40,6 +40,7 @@ PROTS = [Prot.READ, Prot.READ | Prot.WRITE, Prot.READ | Prot.CACHE, Prot.WRITE |
 OPS_PER_STEP = (4, 12)  # maps, unmaps and fills per step (one batch, one walk)
 MAX_FILL = 2048  # leaves a fill maps at most: 2 tables of 4K pages, 1 of 16K (none of 64K)
 PROBES_PER_STEP = 4
+DEVICE_PROBES = 8  # iovas the device reads at the end of each sequence (the third oracle)
 EEXIST, ENOENT = -17, -2
 QUIRK_NS, QUIRK_HD, QUIRK_NO_WARN = 1 << 0, 1 << 7, 1 << 9  # include/linux/io-pgtable.h
 ATTRIBUTES = 0xFFFF_0000_0000_0FFF  # descriptor bits outside the output address (and 64K's PA[51:48])
@@ -145,7 +146,7 @@ class Tally:
     walks: float = 0.0  # seconds walking and comparing
 
 
-def _machine(table_factory, pgsizes: int, tally: Tally):
+def _machine(table_factory, pgsizes: int, tally: Tally, bench=None):
     geo = Geometry.of(pgsizes)
     small = geo.sizes[0]
     fills = 1 if geo.granule.size // 8 <= MAX_FILL else 0  # no 64K fills: 8192 leaves each
@@ -259,6 +260,19 @@ def _machine(table_factory, pgsizes: int, tally: Tally):
                 tally.walks += time.monotonic() - started
                 assert not problems, "\n".join(problems)
 
+        def teardown(self):
+            """The device reads through the final table: inside some mapped leaves and at some
+            free iovas, as the model has them; it must agree with the host walk."""
+            if bench is None or not hasattr(self, "table"):
+                return
+            index = Leaves(self.model)
+            leaves = [self.model.leaves[k] for k in index.keys]
+            mapped = [leaf.iova + leaf.size // 2 for leaf in leaves]
+            free = [a for a in geo.anchors if index.free(a, a + small)]
+            probes = (mapped[::max(1, len(mapped) // 5)][:5] + free)[:DEVICE_PROBES]
+            problems = bench.disagreements(self.table, self.table.walk(), probes)
+            assert not problems, "\n".join(problems)
+
     return Sequences
 
 
@@ -270,13 +284,13 @@ def _value(reply: Reply) -> int:
 
 
 @pytest.mark.parametrize("gname", [pytest.param(n, marks=pytest.mark.granule(n)) for n in SETS])
-def test_random_sequences_match_the_model(pgtable, gname, capsys):
+def test_random_sequences_match_the_model(pgtable, gname, capsys, dma_bench):
     tally = Tally()
     started = time.monotonic()
     # The 4K granule gets the profile's whole budget, the others half each.
     budget = settings(settings.default, max_examples=max(1, settings.default.max_examples
                                                          // (1 if gname == "4K" else 2)))
-    run_state_machine_as_test(_machine(pgtable, SETS[gname], tally), settings=budget)
+    run_state_machine_as_test(_machine(pgtable, SETS[gname], tally, dma_bench), settings=budget)
     wall = time.monotonic() - started
     with capsys.disabled():
         print(f"\nsequences {gname}: {tally.requests} requests checked ({tally.changes} maps "

@@ -62,6 +62,20 @@ def test_lifetime_generation_with_every_feature(tmp_path: Path) -> None:
     assert "--cfg=iopt_spinlock_irq" in api.rustflags().split()
 
 
+DRIVER_DATA = "    type Data<'bound>: Send + 'bound;\n"
+
+
+def test_device_dma_needs_every_piece_of_the_lifetime_driver_api(tmp_path: Path) -> None:
+    files = {"pci.rs": DRIVER_DATA, "platform.rs": DRIVER_DATA,
+             "pci/io.rs": "pub type DevresBar<const SIZE: usize = 0> = DevresLt<Bar<'static, SIZE>>;",
+             "io/mem.rs": "pub type DevresIoMem<const SIZE: usize = 0> = DevresLt<IoMem<'static, SIZE>>;",
+             "dma.rs": "pub struct Coherent<T: KnownSize + ?Sized> {"}
+    assert "dma" in probe(tree(tmp_path / "all", LIFETIME, **files)).features
+    # a tree with the older driver API (probe returns the data itself) has no device DMA
+    older = dict(files, **{"platform.rs": "    fn probe(dev: &Device<Core>) -> Result<Pin<KBox<Self>>>;"})
+    assert "dma" not in probe(tree(tmp_path / "older", LIFETIME, **older)).features
+
+
 def test_devres_generation_without_newer_kernel_apis(tmp_path: Path) -> None:
     t = tree(tmp_path, DEVRES, **{"faux.rs": "impl AsRef<device::Device> for Registration {",
                                   "error.rs": "declare_err!(ENOTSUPP, \"x\");"})

@@ -77,6 +77,8 @@ def inner(pytester, factory, source, *args):
 
 
 CRASH = """
+from harness.guest.modclient import PROTOCOL
+
 seen = []
 
 def test_crashes_the_guest(guest, module):
@@ -103,6 +105,8 @@ def test_a_crash_fails_the_test_and_the_next_one_gets_a_fresh_guest(pytester):
 
 HANG = """
 import pytest
+
+from harness.guest.modclient import PROTOCOL
 
 @pytest.mark.deadline(0.15)
 def test_hangs_the_guest(guest, module):

@@ -19,6 +19,18 @@ def test_argv_has_smmu_private_ports_and_shared_ram():
     assert "panic=-1" in spec.kernel_cmdline and "-no-reboot" in argv
 
 
+def test_the_edu_sits_behind_the_smmu_and_the_kernel_keeps_out_of_the_dma_window():
+    spec = MachineSpec(Path("/k"), Path("/i"), Path("/r"), Path("/s"), memory_mib=1024)
+    argv = qemu_argv(spec)
+    assert argv.count("edu,dma_mask=0xffffffffffffffff") == spec.edus == 4
+    assert "default-bus-bypass-iommu" not in " ".join(argv)  # the root bus is behind the SMMU
+    start, size = spec.dma_window
+    assert (start, size) == (0x4000_0000 + (1024 - 64 << 20), 64 << 20)
+    words = spec.kernel_cmdline.split()
+    assert "mem=960M" in words and "deferred_probe_timeout=0" in words
+    assert not any(w.startswith("iommu.passthrough") for w in words)
+
+
 def test_hang_heuristic_counts_samples_in_one_window():
     from harness.guest.machine import _mostly_within
 

@@ -64,6 +64,9 @@ def test_hung_task_rcu_stall_kmemleak_ubsan_smmu_fault_in_order():
     ("BUG: KCSAN: data-race in a / b", "kcsan"),
     ("kernel BUG at mm/slub.c:42!", "bug"),
     ("random: crng init done", None),
+    ("[   42.0] iopt_hil: smmu event F_TRANSLATION (0x10) sid=0x18 iova=0x1000 read", "iommu-fault"),
+    ("iopt_hil: smmu event queue overflowed", "iommu-fault"),
+    ("iopt_hil: SMMU enabled, stream table at 0x41230000", None),
     ("iopt-hil: WARNING text inside a message is not a splat", None),
 ])
 def test_single_lines(line, kind):

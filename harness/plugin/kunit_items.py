@@ -14,6 +14,7 @@ import pytest
 from ..build.cachedir import locked
 from ..errors import HarnessError
 from ..guest import kunit
+from ..build.kbuild import KernelBuild
 from ..guest.machine import Machine
 from ..pgtable.lpae import DEFAULT_GRANULE
 from ..timeline import TIMELINE
@@ -63,13 +64,15 @@ LAZY_KEY = pytest.StashKey[dict[Path, "LazyKunit"]]()
 
 def case_list_path(config: pytest.Config, listing: Path) -> Path:
     prepared = prepared_for(config)
-    return case_list_file(prepared.root.cache, prepared.build.key, listing)
+    return case_list_file(prepared.root.cache, prepared.build, listing)
 
 
-def case_list_file(cache: Path, build_key: str, listing: Path) -> Path:
-    """Where the case names of this listing are kept, per build directory (tree, config,
-    toolchain): an edit of the tree keeps them, another tree or config has its own."""
-    key = hashlib.sha256(f"{build_key}\0{listing.read_text()}".encode()).hexdigest()[:16]
+def case_list_file(cache: Path, build: KernelBuild, listing: Path) -> Path:
+    """Where the case names of this listing are kept: per build directory (tree, config,
+    toolchain) and test module (its own KUnit suites run when it loads; two checkouts of the
+    harness share a kernel but not a module), so an edit of the tree keeps them."""
+    modules = ",".join([build.module.parent.name] + sorted(m.name for m in build.kunit_modules))
+    key = hashlib.sha256(f"{build.key}\0{modules}\0{listing.read_text()}".encode()).hexdigest()[:16]
     return cache / "kunit-cases" / f"{listing.stem}-{key}.json"
 
 

@@ -27,7 +27,7 @@ def _run(results: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _listed(kernel_build, tmp_path: Path) -> Path:
     """The case list of the default listing, made by a first run if there is none yet."""
-    path = case_list_file(kernel_build.root.cache, kernel_build.build.key, LISTING)
+    path = case_list_file(kernel_build.root.cache, kernel_build.build, LISTING)
     if not path.exists():
         proc = _run(tmp_path / "first", str(LISTING))
         assert proc.returncode == 0, proc.stdout[-3000:]
@@ -66,7 +66,7 @@ def test_a_listed_case_not_reported_fails_and_a_new_failing_case_is_caught(kerne
     reported (fails), and KUnit's setup failure, a case the list lacked, fails the check item."""
     listing = tmp_path / "planted.kunit"
     listing.write_text("no-such-kunit-module\n")
-    planted = case_list_file(kernel_build.root.cache, kernel_build.build.key, listing)
+    planted = case_list_file(kernel_build.root.cache, kernel_build.build, listing)
     planted.parent.mkdir(parents=True, exist_ok=True)
     planted.write_text(json.dumps(["no-such-kunit-module::a_case"]))
     try:

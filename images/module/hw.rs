@@ -211,10 +211,16 @@ pub(crate) fn execute(state: &State, request: &DeviceRequest, out: &mut Out) -> 
             if !(25..=48).contains(&ias) {
                 return refuse(out, EINVAL, "ias outside 25..=48 (CD.T0SZ 16..=39)");
             }
+            let ctx = context(&table, id as u16);
+            // The architecture reads a CD.IPS above the SMMU's output size as that size, but
+            // QEMU 10.0's SMMUv3 aborts the whole machine on a 52-bit IPS it does not
+            // implement (`oas2bits`: "code should not be reached"): such a table is refused.
+            if ctx.ips >= IPS_52_BIT && smmu.oas_bits() < 52 {
+                return refuse(out, ERANGE, "52-bit IPS on an SMMU without 52-bit output");
+            }
             if let Err(e) = d.detach() {
                 return failed(out, e, "detach of the previous table");
             }
-            let ctx = context(&table, id as u16);
             let (sids, n) = d.sids();
             if let Err(e) = smmu.attach(&sids[..n], &ctx) {
                 // An STE may point at the CD of a table we are not holding: abort them all.
@@ -369,6 +375,9 @@ fn smmu_events(smmu: &Smmu) -> Result<KVec<Event>> {
     }
     Ok(events)
 }
+
+/// TCR/CD.IPS encoding of a 52-bit output size.
+const IPS_52_BIT: u64 = 6;
 
 fn shim_eopnotsupp() -> Error {
     crate::shim::eopnotsupp()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.pgtable.model import diff
-from harness.guest.modclient import Prot
+from harness.guest.modclient import Prot, Quirk
 
 pytestmark = pytest.mark.guest
 
@@ -86,7 +86,7 @@ def test_overlap_fails_with_eexist_one_warn_and_leaves_the_table_bit_for_bit(pgt
 
 
 def test_overlap_with_no_warn_quirk_is_silent(pgtable, kernel_log):
-    table = pgtable(quirks=1 << 9)  # IO_PGTABLE_QUIRK_NO_WARN
+    table = pgtable(quirks=Quirk.NO_WARN)
     assert table.map(0, PA, K4).mapped == K4
     r = table.map(0, PA, K4, unchecked=True)
     assert (r.ret, r.mapped) == (EEXIST, 0)

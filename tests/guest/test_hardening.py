@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from harness.guest.modclient import ModuleClient, Prot, parse_reply, req
+from harness.guest.modclient import ModuleClient, Prot, Quirk, parse_reply, req
 from harness.pgtable.model import TableModel, compare
 
 pytestmark = pytest.mark.guest
@@ -22,7 +22,6 @@ E2BIG, ENOENT, EEXIST, EBUSY, ENOSPC, EINVAL = -7, -2, -17, -16, -28, -22
 MAX_BATCH = 1 << 20
 MAX_REQUESTS = 4096
 MAX_RUNS = 8192
-NO_WARN = 1 << 9
 
 
 def _stale(lines: list[str]) -> list[str]:
@@ -250,7 +249,7 @@ def test_every_verb_pair_on_one_table_from_several_processes(pgtable, ssh, modul
     table (QUIRK_NO_WARN: unchecked collisions fail silently). Every reply must be consistent
     (a checked map/unmap that succeeds does all of it; iova_to_phys sees nothing or the one paddr
     ever mapped there), no splat, and afterwards the record is exactly what the host walks."""
-    table = pgtable(quirks=NO_WARN)
+    table = pgtable(quirks=Quirk.NO_WARN)
     clients = [ModuleClient(ssh) for _ in range(CLIENTS)]
     errors: list[str] = []
 

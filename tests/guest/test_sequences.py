@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from harness.pgtable.lpae import Granule, granule_for
 from harness.pgtable.model import Mapping, TableModel, calls, compare, table_span as span_of_table
 from harness.pgtable.walker import Walk
-from harness.guest.modclient import ModuleClient, Prot, Reply, req
+from harness.guest.modclient import ModuleClient, Prot, Quirk, Reply, req
 
 pytestmark = pytest.mark.guest
 
@@ -43,13 +43,12 @@ MAX_FILL = 2048  # leaves a fill maps at most: 2 tables of 4K pages, 1 of 16K (n
 PROBES_PER_STEP = 4
 DEVICE_PROBES = 8  # iovas the device reads at the end of each sequence (the third oracle)
 EEXIST, ENOENT = -17, -2
-QUIRK_NS, QUIRK_OUTER_WBWA, QUIRK_HD, QUIRK_NO_WARN = 1 << 0, 1 << 6, 1 << 7, 1 << 9  # io-pgtable.h
 ATTRIBUTES = 0xFFFF_0000_0000_0FFF  # descriptor bits outside the output address (and 64K's PA[51:48])
 # (quirks, coherent_walk) per table: OUTER_WBWA only with a walk that is not coherent (io-pgtable
 # refuses it with a coherent one), whose table pages io-pgtable maps and syncs for the device.
-VARIANTS = [(0, True), (0, True), (QUIRK_NS, True), (QUIRK_HD, True),
-            (QUIRK_NS | QUIRK_HD | QUIRK_NO_WARN, True), (0, False), (QUIRK_OUTER_WBWA, False),
-            (QUIRK_NS | QUIRK_HD | QUIRK_OUTER_WBWA, False)]
+VARIANTS = [(0, True), (0, True), (Quirk.ARM_NS, True), (Quirk.ARM_HD, True),
+            (Quirk.ARM_NS | Quirk.ARM_HD | Quirk.NO_WARN, True), (0, False), (Quirk.ARM_OUTER_WBWA, False),
+            (Quirk.ARM_NS | Quirk.ARM_HD | Quirk.ARM_OUTER_WBWA, False)]
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def attribute_problems(walk: Walk, model: TableModel, quirks: int) -> list[str]:
                   bool(prot & Prot.NOEXEC), True, True, True,
                   "inner-shareable" if prot & Prot.CACHE and not prot & Prot.MMIO
                   else "outer-shareable",
-                  bool(quirks & QUIRK_NS), bool(quirks & QUIRK_HD) and writable)
+                  bool(quirks & Quirk.ARM_NS), bool(quirks & Quirk.ARM_HD) and writable)
         if got != expect:
             problems.append(f"iova {leaf.iova:#x} prot {prot.wire()} quirks {quirks:#x}: "
                             f"(ro, el0, uxn, pxn, af, ng, memtype ok, sh, ns, dbm) = {got}, "

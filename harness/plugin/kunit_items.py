@@ -147,13 +147,12 @@ def shared_outcomes(config: pytest.Config, listing: Path) -> list[Outcome]:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Cases still to be run by KUnit go last: their guest boots and runs meanwhile."""
-    items.sort(key=lambda item: isinstance(item, (KunitItem, KunitListCheck))
-               and item.lazy is not None)
+    items.sort(key=lambda item: isinstance(item, KunitBase) and item.lazy is not None)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     for lazy in {item.lazy for item in session.items
-                 if isinstance(item, (KunitItem, KunitListCheck)) and item.lazy is not None}:
+                 if isinstance(item, KunitBase) and item.lazy is not None}:
         lazy.start()
 
 
@@ -194,14 +193,38 @@ def _run_outcomes(run: kunit.KunitRun) -> list[Outcome]:
     return out
 
 
-class KunitItem(pytest.Item):
+class KunitBase(pytest.Item):
+    """What every KUnit item shares: a guest item, reported as `kunit NAME`, whose KUnit
+    failure is shown under `heading()` rather than as a Python traceback. `lazy` is the
+    background run its outcome comes from (None: known at collection)."""
+
+    def __init__(self, *, lazy: LazyKunit | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lazy = lazy
+        self.add_marker(pytest.mark.guest)
+
+    def heading(self) -> str:
+        raise NotImplementedError
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, KunitFailure):
+            return f"{self.heading()}\n{excinfo.value}"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"kunit {self.name}"
+
+
+class KunitItem(KunitBase):
     """One KUnit case: its outcome known at collection, or from the background run (`lazy`)."""
 
-    def __init__(self, *, status: str, detail: str, lazy: LazyKunit | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, status: str, detail: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.status, self.detail, self.lazy = status, detail, lazy
-        self.add_marker(pytest.mark.guest)
+        self.status, self.detail = status, detail
+
+    def heading(self) -> str:
+        return f"KUnit: {self.name}"
 
     def runtest(self) -> None:
         if self.lazy is not None:
@@ -216,27 +239,20 @@ class KunitItem(pytest.Item):
         if self.status != "passed":
             raise KunitFailure(self.detail or "KUnit reported not ok")
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
-        if isinstance(excinfo.value, KunitFailure):
-            return f"KUnit: {self.name}\n{excinfo.value}"
-        return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"kunit {self.name}"
-
-
-class KunitListCheck(pytest.Item):
+class KunitListCheck(KunitBase):
     """Cases this run reported that the collected list (the last run's) did not have: each one
     that failed fails this item; the list is renewed for the next run."""
 
-    def __init__(self, *, lazy: LazyKunit, known: tuple[str, ...], listing: Path,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, known: tuple[str, ...], listing: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.lazy, self.known, self.listing = lazy, known, listing
-        self.add_marker(pytest.mark.guest)
+        self.known, self.listing = known, listing
+
+    def heading(self) -> str:
+        return "KUnit cases that were not collected failed:"
 
     def runtest(self) -> None:
+        assert self.lazy is not None  # made only for a background run
         outcomes = self.lazy.outcomes()
         _write_names(self.listing, list(outcomes))
         new = {name: o for name, o in outcomes.items() if name not in self.known}
@@ -244,12 +260,3 @@ class KunitListCheck(pytest.Item):
         if failed:
             raise KunitFailure("\n\n".join(f"{name}: {status}\n{detail}"
                                             for name, (status, detail) in failed.items()))
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
-        if isinstance(excinfo.value, KunitFailure):
-            return f"KUnit cases that were not collected failed:\n{excinfo.value}"
-        return str(super().repr_failure(excinfo))
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"kunit {self.name}"

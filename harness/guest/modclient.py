@@ -209,6 +209,8 @@ def table_info(reply: Reply) -> TableInfo:
 
 
 Runs = list[tuple[int, int, int]]  # (iova, size, pgsize); named here: the class has a `list`
+Iovas = list[int]  # named here too, for the same reason
+Events = list[tuple[str, int]]  # (SMMU event name or "ok", iova)
 
 
 class ModuleClient:
@@ -407,7 +409,7 @@ class ModuleClient:
                          int(f.get("iova", "0"), 0), int(f.get("events", "0"), 0),
                          int(f.get("ns", "0"), 0), r.line)
 
-    def probe(self, table: int, iovas: list[int]) -> list[tuple[str, int]]:
+    def probe(self, table: int, iovas: Iovas) -> Events:
         """The device's view of up to 8 iovas (8-byte reads, several edus at once): per iova,
         ("ok", iova) or (the first SMMU event's name, its iova)."""
         r = self.request(f"probe id={table:#x} iovas={','.join(f'{i:#x}' for i in iovas)}").ok()
@@ -421,7 +423,7 @@ class ModuleClient:
         line = "tlbi" if iova is None else req("tlbi", iova=iova, len=length)
         return self.request(line).ok()
 
-    def events(self) -> list[tuple[str, int]]:
+    def events(self) -> Events:
         r = self.request("events").ok()
         return [(e.split("@")[0], int(e.split("@")[1], 0))
                 for e in r.fields.get("events", "").split(",") if e]

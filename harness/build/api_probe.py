@@ -67,14 +67,24 @@ FEATURES = (
     Feature("spinlock_irq", "rust/kernel/sync.rs", r"\bSpinLockIrq\b"),
     Feature("task_tgid", "rust/kernel/task.rs", r"pub fn tgid\(&self\)"),
     Feature("eopnotsupp", "rust/kernel/error.rs", r"declare_err!\(EOPNOTSUPP\b"),
-    # Device DMA through the SMMU (images/module/{smmu,edu,hw}.rs): bus drivers whose data is
-    # bound to a lifetime, device-managed mappings (DevresBar, DevresIoMem) and `dma::Coherent`.
+    # Device DMA through the SMMU (images/module/{smmu,edu,hw,drivers}.rs): bus drivers whose data
+    # is bound to a lifetime, device-managed MMIO mappings and `dma::Coherent` (7.2.13 and 7.3).
     Feature("dma", "rust/kernel/pci.rs", r"type Data<'bound>: Send \+ 'bound;", (
         ("rust/kernel/platform.rs", r"type Data<'bound>: Send \+ 'bound;"),
-        ("rust/kernel/pci/io.rs", r"pub type DevresBar<"),
-        ("rust/kernel/io/mem.rs", r"pub type DevresIoMem<"),
+        ("rust/kernel/pci/io.rs", r"pub fn into_devres\(self\)"),
+        ("rust/kernel/io/mem.rs", r"pub fn into_devres\(self\)"),
         ("rust/kernel/dma.rs", r"pub struct Coherent<"),
     )),
+    # 7.3's I/O rework: `DevresBar`/`DevresIoMem` aliases, `io_read!`/`io_write!` on coherent
+    # memory and `dma_address()` (7.2: `Devres<Bar<..>>`, `dma_read!`/`dma_write!`, `dma_handle()`).
+    Feature("io_backend", "rust/kernel/pci/io.rs", r"pub type DevresBar<", (
+        ("rust/kernel/io/mem.rs", r"pub type DevresIoMem<"),
+        ("rust/kernel/io.rs", r"macro_rules! io_read\b"),
+        ("rust/kernel/dma.rs", r"pub fn dma_address\(&self\)"),
+    )),
+    # A PCI probe's id info is optional in 7.3 (a dynamic id has none); 7.2 passes a reference.
+    Feature("pci_optional_id_info", "rust/kernel/pci.rs",
+            r"id_info: Option<&'bound Self::IdInfo>,\s*\) -> impl PinInit"),
 )
 
 

@@ -85,23 +85,37 @@ impl pci::Driver for EduDriver {
     type Data<'bound> = EduBinding;
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &EDU_PCI_TABLE;
 
+    #[cfg(iopt_pci_optional_id_info)]
     fn probe<'bound>(
         pdev: &'bound pci::Device<Core<'_>>,
         _info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        if pdev.vendor_id().as_raw() != edu::VENDOR || pdev.device_id() != edu::DEVICE {
-            return Err(ENODEV);
-        }
-        pdev.enable_device_mem()?;
-        pdev.set_master();
-        let bar = pdev.iomap_region_sized::<{ edu::BAR_SIZE }>(0, c"iopt_hil_edu")?;
-        let regs = EduRegs::new(bar.into_devres()?);
-        let edu = Arc::new(Edu::new(regs, u32::from(pdev.dev_id()))?, GFP_KERNEL)?;
-        let sid = edu.sid;
-        edu_bound(edu)?;
-        dev_info!(pdev, "edu bound, stream id {:#x}\n", sid);
-        Ok(EduBinding(sid))
+        probe_edu(pdev)
     }
+
+    #[cfg(not(iopt_pci_optional_id_info))]
+    fn probe<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        _info: &'bound Self::IdInfo,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        probe_edu(pdev)
+    }
+}
+
+/// Binds the edu: checks its ids, maps BAR0 and hands the device to `hw.rs`.
+fn probe_edu(pdev: &pci::Device<Core<'_>>) -> Result<EduBinding> {
+    if pdev.vendor_id().as_raw() != edu::VENDOR || pdev.device_id() != edu::DEVICE {
+        return Err(ENODEV);
+    }
+    pdev.enable_device_mem()?;
+    pdev.set_master();
+    let bar = pdev.iomap_region_sized::<{ edu::BAR_SIZE }>(0, c"iopt_hil_edu")?;
+    let regs = EduRegs::new(bar.into_devres()?);
+    let edu = Arc::new(Edu::new(regs, u32::from(pdev.dev_id()))?, GFP_KERNEL)?;
+    let sid = edu.sid;
+    edu_bound(edu)?;
+    dev_info!(pdev, "edu bound, stream id {:#x}\n", sid);
+    Ok(EduBinding(sid))
 }
 
 /// The drivers' registrations; dropping them unbinds both devices.

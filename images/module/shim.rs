@@ -91,7 +91,8 @@ macro_rules! new_hang_lock {
 }
 
 /// Device DMA (`smmu.rs`, `edu.rs`, `hw.rs`): the MMIO, coherent-memory and delay APIs of the
-/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.3+).
+/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.2.13+), in
+/// their 7.3 spelling (`iopt_io_backend`) or their 7.2 one.
 #[cfg(iopt_dma)]
 pub(crate) use dma_io::*;
 
@@ -100,11 +101,18 @@ mod dma_io {
     use kernel::{
         device::{Bound, Device},
         dma::Coherent,
-        io::{mem::DevresIoMem, Io},
-        pci::DevresBar,
+        io::Io,
         prelude::*,
         time::{delay::fsleep, Delta},
     };
+    #[cfg(iopt_io_backend)]
+    use kernel::{io::mem::DevresIoMem, pci::DevresBar};
+
+    /// 7.2 names the revocable mappings by what they are.
+    #[cfg(not(iopt_io_backend))]
+    type DevresIoMem<const SIZE: usize> = kernel::devres::Devres<kernel::io::mem::IoMem<'static, SIZE>>;
+    #[cfg(not(iopt_io_backend))]
+    type DevresBar<const SIZE: usize> = kernel::devres::Devres<kernel::pci::Bar<'static, SIZE>>;
 
     /// A device's registers, mapped for as long as it is bound: after unbind every access fails
     /// with `ENXIO` (the mapping is revoked), never touching an unmapped address.
@@ -155,15 +163,24 @@ mod dma_io {
 
         /// The bus address the SMMU is given (its DMA is untranslated: the physical address).
         pub(crate) fn addr(&self) -> u64 {
-            self.0.dma_address()
+            #[cfg(iopt_io_backend)]
+            return self.0.dma_address();
+            #[cfg(not(iopt_io_backend))]
+            return self.0.dma_handle();
         }
 
         pub(crate) fn get(&self, i: usize) -> Result<u64> {
-            Ok(kernel::io::io_read!(&self.0, [try: i]))
+            #[cfg(iopt_io_backend)]
+            return Ok(kernel::io::io_read!(&self.0, [try: i]));
+            #[cfg(not(iopt_io_backend))]
+            return Ok(kernel::dma_read!(self.0, [try: i]));
         }
 
         pub(crate) fn set(&self, i: usize, val: u64) -> Result {
+            #[cfg(iopt_io_backend)]
             kernel::io::io_write!(&self.0, [try: i], val);
+            #[cfg(not(iopt_io_backend))]
+            kernel::dma_write!(self.0, [try: i], val);
             Ok(())
         }
     }

@@ -65,15 +65,44 @@ def test_lifetime_generation_with_every_feature(tmp_path: Path) -> None:
 DRIVER_DATA = "    type Data<'bound>: Send + 'bound;\n"
 
 
+# What 7.2.13 and 7.3.4 declare: 7.2 has the lifetime-bound driver data and device-managed
+# mappings with `dma_handle()`/`dma_read!`; 7.3 adds the aliases, `io_read!` and `dma_address()`.
+DMA_7_2 = {
+    "pci.rs": DRIVER_DATA + "    fn probe<'bound>(\n        dev: &'bound Device<device::Core<'_>>,\n"
+              "        id_info: &'bound Self::IdInfo,\n    ) -> impl PinInit<Self::Data<'bound>, Error>",
+    "platform.rs": DRIVER_DATA,
+    "pci/io.rs": "    pub fn into_devres(self) -> Result<Devres<Bar<'static, SIZE>>> {",
+    "io/mem.rs": "    pub fn into_devres(self) -> Result<Devres<IoMem<'static, SIZE>>> {",
+    "dma.rs": "pub struct Coherent<T: KnownSize + ?Sized> {\n    pub fn dma_handle(&self) -> DmaAddress {",
+}
+DMA_7_3 = dict(DMA_7_2, **{
+    "pci.rs": DMA_7_2["pci.rs"].replace("id_info: &'bound", "id_info: Option<&'bound")
+              .replace("Self::IdInfo,", "Self::IdInfo>,"),
+    "pci/io.rs": "pub type DevresBar<const SIZE: usize = 0> = DevresLt<Bar<'static, SIZE>>;\n"
+                 "    pub fn into_devres(self) -> Result<DevresBar<SIZE>> {",
+    "io/mem.rs": "pub type DevresIoMem<const SIZE: usize = 0> = DevresLt<IoMem<'static, SIZE>>;\n"
+                 "    pub fn into_devres(self) -> Result<DevresIoMem<SIZE>> {",
+    "io.rs": "macro_rules! io_read {",
+    "dma.rs": "pub struct Coherent<T: KnownSize + ?Sized> {\n    pub fn dma_address(&self) -> DmaAddress {",
+})
+DMA_FEATURES = {"dma", "io_backend", "pci_optional_id_info"}
+
+
+def test_device_dma_in_its_7_2_and_7_3_spellings(tmp_path: Path) -> None:
+    old = probe(tree(tmp_path / "7.2", DEVRES, **DMA_7_2))
+    new = probe(tree(tmp_path / "7.3", LIFETIME, **DMA_7_3))
+    assert DMA_FEATURES & set(old.features) == {"dma"}
+    assert DMA_FEATURES <= set(new.features)
+    assert "--cfg=iopt_io_backend" in new.rustflags().split()
+    assert "--cfg=iopt_io_backend" not in old.rustflags().split()
+
+
 def test_device_dma_needs_every_piece_of_the_lifetime_driver_api(tmp_path: Path) -> None:
-    files = {"pci.rs": DRIVER_DATA, "platform.rs": DRIVER_DATA,
-             "pci/io.rs": "pub type DevresBar<const SIZE: usize = 0> = DevresLt<Bar<'static, SIZE>>;",
-             "io/mem.rs": "pub type DevresIoMem<const SIZE: usize = 0> = DevresLt<IoMem<'static, SIZE>>;",
-             "dma.rs": "pub struct Coherent<T: KnownSize + ?Sized> {"}
-    assert "dma" in probe(tree(tmp_path / "all", LIFETIME, **files)).features
     # a tree with the older driver API (probe returns the data itself) has no device DMA
-    older = dict(files, **{"platform.rs": "    fn probe(dev: &Device<Core>) -> Result<Pin<KBox<Self>>>;"})
+    older = dict(DMA_7_3, **{"platform.rs": "    fn probe(dev: &Device<Core>) -> Result<Pin<KBox<Self>>>;"})
     assert "dma" not in probe(tree(tmp_path / "older", LIFETIME, **older)).features
+    unmanaged = dict(DMA_7_2, **{"io/mem.rs": "    pub fn iomap_sized<const SIZE: usize>(self)"})
+    assert "dma" not in probe(tree(tmp_path / "unmanaged", DEVRES, **unmanaged)).features
 
 
 def test_devres_generation_without_newer_kernel_apis(tmp_path: Path) -> None:

@@ -54,6 +54,8 @@ def reduced_pipeline() -> dict:
     return doc
 
 
+# A kernel build of its own when the cache is cold (~10-15 min on 2 cores beside other work).
+@pytest.mark.timeout(3600)
 def test_the_gitlab_pipeline_runs_every_job_green_with_junit_artefacts(kernel_build, tmp_path):
     tool = gitlab_ci_local(cache_root())
     project = tmp_path / "project"

@@ -19,6 +19,8 @@ FILES = ("tests/guest/test_debug_kernel.py", "tests/guest/test_hardening.py",
          "tests/guest/test_fuzz.py", "tests/guest/test_races.py")
 
 
+# A kernel build of its own when the cache is cold (~10-15 min on 2 cores beside other work).
+@pytest.mark.timeout(3600)
 def test_the_debug_kernel_runs_its_checks_and_reports_nothing(kernel_build, tmp_path):
     argv = [sys.executable, "-m", "harness", "run", "--kconfig", "debug",
             "--results", str(tmp_path), *FILES]

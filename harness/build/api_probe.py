@@ -82,6 +82,9 @@ FEATURES = (
         ("rust/kernel/io.rs", r"macro_rules! io_read\b"),
         ("rust/kernel/dma.rs", r"pub fn dma_address\(&self\)"),
     )),
+    # Device id tables that name their own modalias symbol (7.3); 7.2's macros take its name.
+    Feature("id_table_static", "rust/kernel/device_id.rs",
+            r"static \$table_name: \$crate::device_id::IdArray<"),
     # A PCI probe's id info is optional in 7.3 (a dynamic id has none); 7.2 passes a reference.
     Feature("pci_optional_id_info", "rust/kernel/pci.rs",
             r"id_info: Option<&'bound Self::IdInfo>,\s*\) -> impl PinInit"),

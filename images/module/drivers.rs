@@ -29,8 +29,10 @@ impl Drop for SmmuBinding {
 
 pub(crate) struct SmmuDriver;
 
-kernel::of_device_table!(
+crate::device_id_table!(
+    of_device_table,
     SMMU_OF_TABLE,
+    MODULE_SMMU_OF_TABLE,
     <SmmuDriver as platform::Driver>::IdInfo,
     [(of::DeviceId::new(c"arm,smmu-v3"), ())]
 );
@@ -74,8 +76,10 @@ pub(crate) struct EduDriver;
 
 // The edu's vendor (0x1234) has no name in `pci::Vendor`: match its class (0x00ff00, the
 // "unclassified, other" class QEMU gives it) and check the ids in probe.
-kernel::pci_device_table!(
+crate::device_id_table!(
+    pci_device_table,
     EDU_PCI_TABLE,
+    MODULE_EDU_PCI_TABLE,
     <EduDriver as pci::Driver>::IdInfo,
     [(pci::DeviceId::from_class(0x00_ff00, 0xff_ff00), ())]
 );

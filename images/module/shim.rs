@@ -90,6 +90,24 @@ macro_rules! new_hang_lock {
     ($val:expr) => { kernel::new_spinlock!($val) };
 }
 
+/// A driver's device id table: 7.3's tables name their own modalias symbol
+/// (`iopt_id_table_static`); 7.2's macros take that symbol's name as a second argument.
+#[cfg(iopt_id_table_static)]
+#[macro_export]
+macro_rules! device_id_table {
+    ($kind:ident, $name:ident, $alias:ident, $info:ty, $ids:tt) => {
+        kernel::$kind!($name, $info, $ids);
+    };
+}
+/// A driver's device id table (see above).
+#[cfg(not(iopt_id_table_static))]
+#[macro_export]
+macro_rules! device_id_table {
+    ($kind:ident, $name:ident, $alias:ident, $info:ty, $ids:tt) => {
+        kernel::$kind!($name, $alias, $info, $ids);
+    };
+}
+
 /// Device DMA (`smmu.rs`, `edu.rs`, `hw.rs`): the MMIO, coherent-memory and delay APIs of the
 /// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.2.13+), in
 /// their 7.3 spelling (`iopt_io_backend`) or their 7.2 one.

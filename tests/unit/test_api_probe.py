@@ -83,9 +83,10 @@ DMA_7_3 = dict(DMA_7_2, **{
     "io/mem.rs": "pub type DevresIoMem<const SIZE: usize = 0> = DevresLt<IoMem<'static, SIZE>>;\n"
                  "    pub fn into_devres(self) -> Result<DevresIoMem<SIZE>> {",
     "io.rs": "macro_rules! io_read {",
+    "device_id.rs": "        static $table_name: $crate::device_id::IdArray<",
     "dma.rs": "pub struct Coherent<T: KnownSize + ?Sized> {\n    pub fn dma_address(&self) -> DmaAddress {",
 })
-DMA_FEATURES = {"dma", "io_backend", "pci_optional_id_info"}
+DMA_FEATURES = {"dma", "io_backend", "pci_optional_id_info", "id_table_static"}
 
 
 def test_device_dma_in_its_7_2_and_7_3_spellings(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ FEATURES = (
     Feature("task_tgid", "rust/kernel/task.rs", r"pub fn tgid\(&self\)"),
     Feature("eopnotsupp", "rust/kernel/error.rs", r"declare_err!\(EOPNOTSUPP\b"),
     # Device DMA through the SMMU (images/module/{smmu,edu,hw,drivers}.rs): bus drivers whose data
-    # is bound to a lifetime, device-managed MMIO mappings and `dma::Coherent` (7.2.13 and 7.3).
+    # is bound to a lifetime, device-managed MMIO mappings and `dma::Coherent` (7.2.12 and later).
     Feature("dma", "rust/kernel/pci.rs", r"type Data<'bound>: Send \+ 'bound;", (
         ("rust/kernel/platform.rs", r"type Data<'bound>: Send \+ 'bound;"),
         ("rust/kernel/pci/io.rs", r"pub fn into_devres\(self\)"),

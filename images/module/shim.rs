@@ -109,7 +109,7 @@ macro_rules! device_id_table {
 }
 
 /// Device DMA (`smmu.rs`, `edu.rs`, `hw.rs`): the MMIO, coherent-memory and delay APIs of the
-/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.2.13+), in
+/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.2.12 and later), in
 /// their 7.3 spelling (`iopt_io_backend`) or their 7.2 one.
 #[cfg(iopt_dma)]
 pub(crate) use dma_io::*;

@@ -65,7 +65,7 @@ def test_lifetime_generation_with_every_feature(tmp_path: Path) -> None:
 DRIVER_DATA = "    type Data<'bound>: Send + 'bound;\n"
 
 
-# What 7.2.13 and 7.3.4 declare: 7.2 has the lifetime-bound driver data and device-managed
+# What 7.2.12 and 7.3.4 declare: 7.2 has the lifetime-bound driver data and device-managed
 # mappings with `dma_handle()`/`dma_read!`; 7.3 adds the aliases, `io_read!` and `dma_address()`.
 DMA_7_2 = {
     "pci.rs": DRIVER_DATA + "    fn probe<'bound>(\n        dev: &'bound Device<device::Core<'_>>,\n"

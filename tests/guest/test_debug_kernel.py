@@ -21,9 +21,9 @@ def test_allocation_failure_maps_nothing_and_leaves_the_table(debug_kernel, pgta
     table = pgtable()
     assert table.map(0, PA, K4).mapped == K4
     before = table.walk()
-    module.shell(f"echo 1 > {FAIL}/task-filter; echo N > {FAIL}/ignore-gfp-wait; "
-                 f"echo 0 > {FAIL}/min-order; echo 1 > {FAIL}/verbose; echo 100 > {FAIL}/probability; "
-                 f"echo 1 > {FAIL}/times; echo 1 > /proc/self/make-it-fail")
+    # only where the module is on the stack: the shell's own pipe writes allocate pages too
+    module.shell(f"echo 0 > {FAIL}/min-order; echo 1 > {FAIL}/verbose; "
+                 + _fail_inside_module("fail_page_alloc"))
     try:
         r = table.map(0x40_0000_0000, PA, K4)  # a far iova: needs new L1..L3 tables
     finally:
@@ -51,15 +51,22 @@ def test_no_leak_after_a_workload(debug_kernel, pgtable, ssh):
 CTL = "/sys/kernel/debug/iopt_hil/ctl"
 
 
-def _fail_inside_module_once(kind: str) -> str:
-    """Shell lines arming the `kind` fault (failslab, fail_usercopy) once, for this shell
-    only, and only where our module is on the stack (so nothing else the shell does can take
-    the one fault)."""
+def _fail_inside_module(kind: str) -> str:
+    """Shell lines arming the `kind` fault (fail_page_alloc, failslab, fail_usercopy) for this
+    shell only, and only where our module is on the stack (nothing else the shell does can
+    take a fault). An allocator's fault hits every such call until disarmed, not just the
+    first: one injected failure is often absorbed by an allocation that has a fallback (SLUB
+    retries a slab page at a lower order, kmemleak takes its metadata from a pool), so the one
+    meant is never hit. A copy fails once (a writer may retry a write that keeps failing).
+    failslab and fail_page_alloc ignore sleeping allocations (GFP_KERNEL) unless told not to;
+    the stack is searched 32 frames deep (the allocator's own frames come first)."""
     d = f"/sys/kernel/debug/{kind}"
+    times = 1 if kind == "fail_usercopy" else -1
     return (f"t=$(cat /sys/module/iopt_hil/sections/.text); s=$(cat /sys/module/iopt_hil/coresize); "
             f"echo $t > {d}/require-start; echo $((t + s)) > {d}/require-end; "
-            f"echo 10 > {d}/stacktrace-depth; echo 1 > {d}/task-filter; echo 0 > {d}/interval; "
-            f"echo 100 > {d}/probability; echo 1 > {d}/times; echo 1 > /proc/self/make-it-fail")
+            f"if [ -e {d}/ignore-gfp-wait ]; then echo N > {d}/ignore-gfp-wait; fi; "
+            f"echo 32 > {d}/stacktrace-depth; echo 1 > {d}/task-filter; echo 0 > {d}/interval; "
+            f"echo 100 > {d}/probability; echo {times} > {d}/times; echo 1 > /proc/self/make-it-fail")
 
 
 @pytest.mark.parametrize("kind,errno", [("fail_usercopy", 14), ("failslab", 12)])
@@ -72,7 +79,7 @@ def test_a_write_refused_before_its_reply_never_returns_the_last_batchs_replies(
     d = f"/sys/kernel/debug/{kind}"
     out = module.shell(
         f"exec 5> {CTL}; echo version >&5; "  # stored, never read
-        + _fail_inside_module_once(kind) + "; "
+        + _fail_inside_module(kind) + "; "
         f"echo version >&5; echo \"@@W$?\"; "
         f"echo 0 > /proc/self/make-it-fail; echo 0 > {d}/probability; exec 5>&-; "
         f"while IFS= read -r l; do echo \"$l\"; done < {CTL}")

@@ -35,5 +35,5 @@ def test_the_debug_kernel_runs_its_checks_and_reports_nothing(kernel_build, tmp_
     assert any("test_every_verb_pair_on_one_table_from_several_processes" in n
                and o == "passed" for n, o in outcome.items()), outcome
     ours = {n: o for n, o in outcome.items() if n.startswith(FILES)}
-    assert len(ours) > 20 and "skipped" not in ours.values(), ours
+    assert len(ours) >= 15 and "skipped" not in ours.values(), ours
     assert props["build_key"] != kernel_build.build.key  # its own build, not the default one

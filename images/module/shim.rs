@@ -109,8 +109,8 @@ macro_rules! device_id_table {
 }
 
 /// Device DMA (`smmu.rs`, `edu.rs`, `hw.rs`): the MMIO, coherent-memory and delay APIs of the
-/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.2.12 and later), in
-/// their 7.3 spelling (`iopt_io_backend`) or their 7.2 one.
+/// kernels whose bus abstractions give drivers lifetime-bound data (`iopt_dma`, 7.2.12 and
+/// later), in their 7.3 spelling (`iopt_io_backend`) or their 7.2 one.
 #[cfg(iopt_dma)]
 pub(crate) use dma_io::*;
 
@@ -128,7 +128,8 @@ mod dma_io {
 
     /// 7.2 names the revocable mappings by what they are.
     #[cfg(not(iopt_io_backend))]
-    type DevresIoMem<const SIZE: usize> = kernel::devres::Devres<kernel::io::mem::IoMem<'static, SIZE>>;
+    type DevresIoMem<const SIZE: usize> =
+        kernel::devres::Devres<kernel::io::mem::IoMem<'static, SIZE>>;
     #[cfg(not(iopt_io_backend))]
     type DevresBar<const SIZE: usize> = kernel::devres::Devres<kernel::pci::Bar<'static, SIZE>>;
 

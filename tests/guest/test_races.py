@@ -34,7 +34,9 @@ K4 = 0x1000
 PA = 0x40_0000_0000
 STRIDE = 1 << 39  # one L0 entry (512 GiB): every region needs a new L1, L2 and L3 table
 REGIONS = 128  # per round; ias 48 has 512 L0 entries
-ROUNDS = int(os.environ.get("IOPT_HIL_RACE_ROUNDS", "8"))  # soak with more
+# 8 rounds let a table installed with a plain store instead of the cmpxchg survive `mutate`
+# on 3 Dec 2026; 64 (~18 s) killed it. Soak with more.
+ROUNDS = int(os.environ.get("IOPT_HIL_RACE_ROUNDS", "64"))
 CLIENTS = 4
 GO = "/tmp/iopt-hil-race-go"
 

@@ -65,16 +65,10 @@ def test_the_whole_suite_passes_on_both_api_generations(kernel_build, tmp_path):
     old_ours, new_ours = ours(old_cases), ours(new_cases)
     assert set(old_ours) == set(new_ours)
     ran_on_new = {n for n, o in new_ours.items() if o == "passed"}
-    ran_on_old = {n for n, o in old_ours.items() if o == "passed"}
-    assert ran_on_old <= ran_on_new
-    # The one exception: device DMA, where 7.2's driver API (no DevresBar, no bus data bound to a
-    # lifetime) gives the module no SMMU driver; then every DMA test, and only those, skips there.
-    if "dma" not in features(old_props):
-        assert ran_on_new - ran_on_old == {n for n in ran_on_new if n.startswith(DMA_TESTS)}
-        assert all(old_ours[n] == "skipped" for n in ran_on_new - ran_on_old)
-    else:
-        assert ran_on_old == ran_on_new
-    assert "dma" in features(new_props) and any(n.startswith(DMA_TESTS) for n in ran_on_new)
+    assert {n for n, o in old_ours.items() if o == "passed"} == ran_on_new
+    # device DMA included: the module drives the SMMU on both generations
+    assert "dma" in features(old_props) and "dma" in features(new_props)
+    assert any(n.startswith(DMA_TESTS) for n in ran_on_new)
     assert len(ran_on_new) > 100 and any("iopt_hil_record" in n for n in ran_on_new)
 
 

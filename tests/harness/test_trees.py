@@ -12,6 +12,7 @@ import pytest
 
 from harness.build.cachedir import cache_root
 from harness.plugin.kunit_items import NEW_CASES
+from harness.plugin.runner import default_guests
 from harness.results.reports import read_junit
 
 pytestmark = pytest.mark.guest
@@ -70,6 +71,9 @@ def test_the_whole_suite_passes_on_both_api_generations(kernel_build, tmp_path):
     assert "dma" in features(old_props) and "dma" in features(new_props)
     assert any(n.startswith(DMA_TESTS) for n in ran_on_new)
     assert len(ran_on_new) > 100 and any("iopt_hil_record" in n for n in ran_on_new)
+    # a whole-suite run spreads over several guests where the cores allow (each its gwN/)
+    workers = list((tmp_path / "7.3").glob("gw*"))
+    assert (len(workers) >= 2) == (default_guests([], False) >= 2), workers
 
 
 def test_a_tree_without_the_abstraction_is_refused_in_one_line():

@@ -120,3 +120,37 @@ def test_other_usage_errors_exit_2_and_unknown_options_are_refused_outside_run(c
             cli.main(argv)
         assert info.value.code == 2, argv
     assert calls.prepare == []
+
+
+def test_a_whole_suite_run_spreads_over_guests_a_narrowed_one_does_not(calls, tmp_path,
+                                                                        monkeypatch):
+    from harness.plugin import runner
+
+    monkeypatch.setattr(runner, "default_guests", lambda args, named: 0 if named or args else 3)
+    cli.main(["run", "--results", str(tmp_path / "a")])
+    assert calls.pytest[-1][1][-4:] == ["-n", "3", "--dist", "worksteal"]
+    cli.main(["run", "-k", "2M", "--results", str(tmp_path / "b")])
+    assert "-n" not in calls.pytest[-1][1]
+
+
+@pytest.mark.parametrize("argv, guests", [
+    ([], 3), (["-x", "-v"], 3), (["-q", "--granule=16K"], 3),
+    (["-n", "2"], 0), (["-n0"], 0), (["--numprocesses=4"], 0), (["-p", "no:xdist"], 0),
+    (["-pno:xdist"], 0), (["-k", "2M"], 0), (["-k2M"], 0), (["-m", "slow"], 0), (["--pdb"], 0),
+    (["-s"], 0), (["--capture=no"], 0), (["--lf"], 0),
+])
+def test_default_guests_yields_to_the_users_choice(argv, guests):
+    from harness.plugin.runner import default_guests
+
+    assert default_guests(argv, False, cores=2, memory_mib=16384) == guests
+
+
+def test_default_guests_follows_cores_and_memory():
+    from harness.plugin.runner import default_guests
+
+    assert default_guests([], True, cores=2, memory_mib=16384) == 0, "named tests: one guest"
+    assert default_guests([], False, cores=1, memory_mib=16384) == 0, "one core: one guest"
+    assert default_guests([], False, cores=4, memory_mib=16384) == 5
+    assert default_guests([], False, cores=64, memory_mib=65536) == 8, "capped"
+    assert default_guests([], False, cores=4, memory_mib=4000) == 2, "1.5 GiB a guest"
+    assert default_guests([], False, cores=4, memory_mib=2000) == 0

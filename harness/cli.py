@@ -302,8 +302,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     root = BuildRoot(cache_root()).ensure(log)
     clean, outcomes = mutate.run(args.tree, root, _suite_options(args), log, args.only)
     print(mutate.table(clean, outcomes))
-    survived = [o for o in outcomes if o.built and not o.suite_failed]
-    return 1 if survived or clean.suite_failed or not clean.built else 0
+    return 0 if mutate.self_check_passed(clean, outcomes) else 1
 
 
 def _fragments(args: argparse.Namespace) -> tuple[str, ...]:

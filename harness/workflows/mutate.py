@@ -117,12 +117,25 @@ class Outcome:
     suite_failed: bool
     seconds: float
     first_failure: str = ""
+    applied: bool = True  # False: its pattern is not in the tree exactly once
+
+    @property
+    def killed(self) -> bool:
+        return self.applied and self.built and self.suite_failed
 
     @property
     def verdict(self) -> str:
+        if not self.applied:
+            return "NOT APPLIED (pattern not found exactly once)"
         if not self.built:
-            return "build failed (not counted)"
+            return "BUILD FAILED"
         return "killed" if self.suite_failed else "SURVIVED"
+
+
+def self_check_passed(clean: Outcome, outcomes: list[Outcome]) -> bool:
+    """The clean tree passes and every chosen mutant was applied, built and killed: a mutant
+    that could not be tried is a hole in the check, not a pass."""
+    return clean.built and not clean.suite_failed and all(o.killed for o in outcomes)
 
 
 def private_copy(source: KernelTree, cache: Path) -> Path:
@@ -195,7 +208,8 @@ def run(tree: Path | str | None, root: BuildRoot, options: SuiteOptions,
             original = path.read_text()
             edits = ((mutant.old, mutant.new),) + mutant.also
             if any(original.count(old) != 1 for old, _ in edits):
-                log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}; skipped")
+                outcomes.append(Outcome(mutant.name, False, False, 0.0, applied=False))
+                log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}")
                 continue
             mutated = original
             for old, new in edits:

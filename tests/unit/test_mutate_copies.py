@@ -20,3 +20,42 @@ def test_each_tree_gets_its_own_copy(tmp_path: Path) -> None:
     assert first != second
     assert (second / "drivers/iommu/io-pgtable-arm.c").read_text() == "/* tree b */\n"
     assert private_copy(trees[0], cache) == first  # made once, then reused
+
+
+def test_a_mutant_that_cannot_be_tried_fails_the_self_check(tmp_path: Path, monkeypatch) -> None:
+    """A pattern the tree lacks (another kernel version, or a mutant gone stale) once dropped the
+    mutant from the table silently, and mutate still exited 0."""
+    from contextlib import contextmanager
+
+    from harness.workflows import mutate
+    from harness.workflows.options import SuiteOptions
+
+    tree = tmp_path / "tree"
+    (tree / "drivers/iommu").mkdir(parents=True)
+    (tree / mutate.C_FILE).write_text("present;\n")
+    chosen = [mutate.Mutant("applies", mutate.C_FILE, "present;", "absent;"),
+              mutate.Mutant("stale", mutate.C_FILE, "not in this tree;", "x;")]
+    monkeypatch.setattr(mutate, "MUTANTS", chosen)
+
+    @contextmanager
+    def copy(_tree, _root):
+        yield tree
+    seen: list[str] = []
+
+    def suite(t, cache, options, results, names=mutate.SUITE):
+        text = (t / mutate.C_FILE).read_text()
+        seen.append(text)
+        return True, text != "present;\n", 1.0, "tests/guest/x.py::t" if text != "present;\n" else ""
+    monkeypatch.setattr(mutate, "mutable_tree", copy)
+    monkeypatch.setattr(mutate, "_suite", suite)
+
+    class Root:
+        cache = tmp_path / "cache"
+    clean, outcomes = mutate.run(None, Root(), SuiteOptions(), lambda _m: None)  # type: ignore[arg-type]
+    assert seen == ["present;\n", "absent;\n"], "the clean tree, then the one mutant that applies"
+    assert [(o.name, o.verdict) for o in outcomes] == [
+        ("applies", "killed"), ("stale", "NOT APPLIED (pattern not found exactly once)")]
+    assert not mutate.self_check_passed(clean, outcomes)
+    assert mutate.self_check_passed(clean, outcomes[:1])
+    assert "NOT APPLIED" in mutate.table(clean, outcomes)
+    assert (tree / mutate.C_FILE).read_text() == "present;\n", "the copy is restored"

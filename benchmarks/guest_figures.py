@@ -45,7 +45,7 @@ def main() -> None:
         w = table.walk()
         print(f"host walk of {len(w.leaves)} leaves / {len(w.tables)} tables (paused): "
               f"{(time.monotonic() - t) * 1000:.1f} ms")
-        slow = PmemsaveMemory(m.qmp, m.rundir)
+        slow = PmemsaveMemory(m.qmp, m.rundir, m.memory.base, m.memory.size)
         t = time.monotonic()
         for _ in range(20):
             slow.read(info.ttbr, 4096)

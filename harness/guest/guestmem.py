@@ -15,6 +15,16 @@ class GuestMemory(Protocol):
     def read(self, addr: int, size: int) -> bytes: ...
 
 
+def check_in_ram(addr: int, size: int, base: int, ram_size: int) -> int:
+    """The offset of [addr, addr + size) in RAM, or WalkError: a descriptor the guest wrote
+    may point anywhere, and a read of MMIO (the SMMU's registers, a device's BAR) has effects."""
+    off = addr - base
+    if size < 0 or off < 0 or off + size > ram_size:
+        raise WalkError(f"guest-physical {addr:#x}+{size:#x} is outside RAM "
+                        f"[{base:#x}, {base + ram_size:#x})")
+    return off
+
+
 class ShmMemory:
     """Guest RAM mapped from QEMU's `memory-backend-file,share=on` (~0.3 µs per 4 KiB).
 
@@ -56,10 +66,7 @@ class ShmMemory:
         wmap[off:off + len(data)] = data
 
     def read(self, addr: int, size: int) -> bytes:
-        off = addr - self.base
-        if off < 0 or off + size > self.size:
-            raise WalkError(f"guest-physical {addr:#x}+{size:#x} is outside RAM "
-                            f"[{self.base:#x}, {self.base + self.size:#x})")
+        off = check_in_ram(addr, size, self.base, self.size)
         return self._map[off:off + size]
 
     def close(self) -> None:
@@ -69,12 +76,14 @@ class ShmMemory:
 
 
 class PmemsaveMemory:
-    """QMP `pmemsave` into the 0700 run directory (~0.4 ms per 4 KiB)."""
+    """QMP `pmemsave` into the 0700 run directory (~0.4 ms per 4 KiB). pmemsave reads any
+    guest-physical address, MMIO included, so reads are held to RAM here as well."""
 
-    def __init__(self, qmp: QmpChannel, rundir: Path) -> None:
-        self.qmp, self.rundir = qmp, rundir
+    def __init__(self, qmp: QmpChannel, rundir: Path, base: int, size: int) -> None:
+        self.qmp, self.rundir, self.base, self.size = qmp, rundir, base, size
 
     def read(self, addr: int, size: int) -> bytes:
+        check_in_ram(addr, size, self.base, self.size)
         return self.qmp.pmemsave(addr, size, self.rundir / f"pmem-{addr:x}.bin")
 
 

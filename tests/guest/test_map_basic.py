@@ -99,7 +99,7 @@ def test_shared_memory_and_pmemsave_read_the_same_table(pgtable, guest):
 
     table = pgtable()
     table.map(0x20_0000, PADDR, 0x20_0000)
-    slow = PmemsaveMemory(guest.qmp, guest.rundir)
+    slow = PmemsaveMemory(guest.qmp, guest.rundir, guest.memory.base, guest.memory.size)
     with guest.qmp.paused():
         assert guest.memory.read(table.info.ttbr, 4096) == slow.read(table.info.ttbr, 4096)
     assert any(guest.memory.read(table.info.ttbr, 4096))

@@ -153,7 +153,7 @@ def test_the_pmemsave_reader_walks_the_same_table(machine, client, tmp_path):
     table.map(0x200_0000, 0x8000_0000, 0x4000, 3, Prot.READ | Prot.NOEXEC)
     info = table.info
     direct = walk(machine.memory, info.ttbr, table.granule, info.ias, info.mair)
-    via_qmp = walk(PmemsaveMemory(machine.qmp, tmp_path), info.ttbr, table.granule, info.ias,
+    via_qmp = walk(PmemsaveMemory(machine.qmp, tmp_path, 0, 1 << 48), info.ttbr, table.granule, info.ias,
                    info.mair)
     assert direct.raw == via_qmp.raw and len(direct.leaves) == 3
     assert list(tmp_path.iterdir()) == [tmp_path / "log"], "pmemsave files are removed"

@@ -79,3 +79,25 @@ def test_the_budget_stops_a_huge_walk() -> None:
 def test_geometries_no_walk_can_serve(ias: int) -> None:
     with pytest.raises(WalkError, match="cannot be walked"):
         walk(FakeMemory(), 0x4000_0000, G4K, ias, MAIR)
+
+
+def test_the_pmemsave_reader_never_reads_outside_ram(tmp_path) -> None:
+    """pmemsave reads any guest-physical address, MMIO too: the reader used to pass a
+    descriptor's pointer straight to it (only the shared-memory reader was held to RAM)."""
+    from harness.guest.guestmem import PmemsaveMemory
+
+    class Qmp:
+        asked: list[int] = []
+
+        def pmemsave(self, addr: int, size: int, path) -> bytes:
+            self.asked.append(addr)
+            return bytes(size)
+    qmp = Qmp()
+    mem = PmemsaveMemory(qmp, tmp_path, 0x4000_0000, 1 << 30)  # type: ignore[arg-type]
+    for addr in (0x0905_0000, 0x3FFF_F000, 0x8000_0000, 0x7FFF_FFF9):
+        with pytest.raises(WalkError, match="outside RAM"):
+            mem.read(addr, 8)
+    assert mem.read(0x4000_0000, 8) == bytes(8) and qmp.asked == [0x4000_0000]
+    w = walk(mem, 0x0905_0000, G4K, 48, MAIR)  # a ttbr pointing at the SMMU's registers
+    assert not w.leaves and any("cannot be read" in p for p in w.problems), w.problems
+    assert qmp.asked == [0x4000_0000]

@@ -83,3 +83,75 @@ def test_classify_is_linear_on_hostile_headers_and_bodies() -> None:
     splats = classify(lines)
     assert time.perf_counter() - started < 0.05
     assert [s.kind for s in splats] == ["kmemleak", "kasan"]
+
+
+class _FloodChannel:
+    """A guest shell (or command) that answers anything with `chunk`, forever."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self.chunk, self.closed, self.sent = chunk, False, 0
+
+    def settimeout(self, _t: float) -> None: ...
+    def exec_command(self, _c: str) -> None: ...
+    def sendall(self, _d: bytes) -> None: ...
+    def shutdown_write(self) -> None: ...
+
+    def recv(self, _n: int) -> bytes:
+        self.sent += len(self.chunk)
+        return self.chunk
+
+    def recv_ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Transport:
+    def __init__(self, chan: _FloodChannel) -> None:
+        self.chan = chan
+
+    def open_session(self, timeout: float) -> _FloodChannel:
+        return self.chan
+
+
+def _ssh(chan: _FloodChannel):
+    from harness.guest.ssh import SshChannel
+
+    ssh = SshChannel.__new__(SshChannel)  # no connection: the channel is the guest
+    ssh.on_timeout = None
+    ssh.transport = lambda: _Transport(chan)  # type: ignore[method-assign]
+    return ssh
+
+
+def test_a_module_reply_line_without_end_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.guest import modclient
+
+    monkeypatch.setattr(modclient, "MAX_LINE", 4096)
+    chan = _FloodChannel(b"x" * 1000)  # never a newline
+    client = modclient.ModuleClient(_ssh(chan), timeout=30)
+    with pytest.raises(ModuleError, match="longer than 4096 bytes"):
+        client.shell("cat /sys/kernel/debug/iopt_hil/request")
+    assert chan.sent < 8192, "it stopped reading at the bound, not at the deadline"
+
+
+def test_too_many_reply_lines_for_one_call_are_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.guest import modclient
+
+    monkeypatch.setattr(modclient, "MAX_LINES", 500)
+    chan = _FloodChannel(b"0 map ret=0\n" * 100)
+    client = modclient.ModuleClient(_ssh(chan), timeout=30)
+    with pytest.raises(ModuleError, match="more than 500 lines"):
+        client.shell("true")
+    assert chan.sent < 100 * 12 * 7
+
+
+def test_a_guest_command_flooding_its_output_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import ChannelError
+    from harness.guest import ssh as ssh_mod
+
+    monkeypatch.setattr(ssh_mod, "MAX_OUTPUT", 1 << 16)
+    chan = _FloodChannel(b"y" * 4096)
+    with pytest.raises(ChannelError, match="sent more than 65536 bytes"):
+        _ssh(chan).run("yes", timeout=30)
+    assert chan.closed and chan.sent <= (1 << 16) + 4096

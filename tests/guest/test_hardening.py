@@ -275,3 +275,27 @@ def test_every_verb_pair_on_one_table_from_several_processes(pgtable, ssh, modul
     assert not errors, "\n".join(errors[:20])
     problems = record_matches_walk(module, table)
     assert not problems, "\n".join(problems)
+
+
+MAX_TABLES = 256
+
+
+def test_tables_are_bounded_with_enospc(module):
+    """The 257th live table is refused before io-pgtable allocates it; one destroyed makes room."""
+    before = module.list()
+    made = []
+    try:
+        replies = module.batch([req("create", ias=32, oas=40, pgsizes=0x40201000)
+                                for _ in range(MAX_TABLES - len(before))])
+        made = [r.num("id") for r in replies if r.ret == 0]
+        assert len(made) == MAX_TABLES - len(before), [r.line for r in replies if r.ret][:3]
+        r = module.request(req("create", ias=32, oas=40, pgsizes=0x40201000))
+        assert (r.ret, r.src) == (ENOSPC, "check") and "too many tables" in r.line, r
+        assert len(module.list()) == MAX_TABLES
+        module.destroy(made.pop()).ok()
+        again = module.request(req("create", ias=32, oas=40, pgsizes=0x40201000)).ok()
+        made.append(again.num("id"))
+    finally:
+        for r in module.batch([req("destroy", id=t) for t in made]):
+            assert r.ret == 0, r
+    assert module.list() == before

@@ -54,6 +54,8 @@ def resolve(path: Path, rev: str) -> str:
 
 def uncommitted_diff(path: Path) -> bytes:
     """Tracked changes against HEAD, binary-safe; untracked files are not part of it."""
+    # diff-index, not `git diff`: the porcelain refreshes a stat-dirty index and writes it
+    # even with GIT_OPTIONAL_LOCKS=0 (a touched file rewrote the user's .git/index);
     # explicit format: the user's diff.noprefix, color or textconv settings must not leak in
-    return git_bytes(path, "diff", "HEAD", "--binary", "--no-ext-diff", "--no-color",
+    return git_bytes(path, "diff-index", "-p", "HEAD", "--binary", "--no-ext-diff", "--no-color",
                      "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/")

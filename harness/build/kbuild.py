@@ -25,7 +25,7 @@ from ..timeline import TIMELINE
 from .api_probe import ApiProbe
 from .arch import ARM64 as ARCH, RELEASE_FILE
 from .toolchain import Bind, Toolchain
-from .tree import KernelTree, TreeIdentity, fingerprint, identify
+from .tree import KernelTree, TreeIdentity, content_key, identify
 
 MODULE_NAME = "iopt_hil"
 Progress = Callable[[str], None]
@@ -101,7 +101,7 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
     with locked(cache / "builds" / f"{key}.lock"):
         out.mkdir(parents=True, exist_ok=True)
         with TIMELINE.phase("build: tree fingerprint"):
-            content = fingerprint(tree.path)
+            content = content_key(tree.path)
         identity = identify(tree, source, content)
         kernel_inputs = hashlib.sha256("\0".join([content, frag_digest, toolchain.info.key()])
                                        .encode()).hexdigest()

@@ -36,9 +36,10 @@ class MachineSpec:
     # The top of guest RAM that the kernel is told does not exist (`mem=`): the DMA tests'
     # buffers, written and read by the host and the edu device and by nothing else.
     dma_window_mib: int = 64
-    # QEMU's edu PCI devices behind the SMMU: the module reads up to this many iovas at once
-    # (each transfer waits ~100 ms on the edu's timer).
-    edus: int = 4
+    # QEMU's edu PCI devices behind the SMMU, one per iova of a `probe` request (8, the module's
+    # MAX_PROBES): each transfer waits ~100 ms of the edu's timer, so the edus of one probe
+    # wait together, and a probe of 8 iovas is one round, not two.
+    edus: int = 8
 
     @property
     def dma_window(self) -> tuple[int, int]:

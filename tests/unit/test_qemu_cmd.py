@@ -2,6 +2,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.guest.qemu_cmd import MachineSpec, qemu_argv
+from harness.pgtable.device import PROBES
+
+HW_RS = Path(__file__).parents[2] / "images" / "module" / "hw.rs"
+
+
+def _module_const(name: str) -> int:
+    import re
+    m = re.search(rf"const {name}: usize = (\d+);", HW_RS.read_text())
+    assert m, f"{name} not found in {HW_RS}"
+    return int(m.group(1))
 
 
 def test_argv_has_smmu_private_ports_and_shared_ram():
@@ -22,7 +32,9 @@ def test_argv_has_smmu_private_ports_and_shared_ram():
 def test_the_edu_sits_behind_the_smmu_and_the_kernel_keeps_out_of_the_dma_window():
     spec = MachineSpec(Path("/k"), Path("/i"), Path("/r"), Path("/s"), memory_mib=1024)
     argv = qemu_argv(spec)
-    assert argv.count("edu,dma_mask=0xffffffffffffffff") == spec.edus == 4
+    assert argv.count("edu,dma_mask=0xffffffffffffffff") == spec.edus
+    # one edu per iova of a probe: a probe is one round of the edu timer, not two
+    assert spec.edus == PROBES == _module_const("MAX_PROBES") == _module_const("MAX_EDUS")
     assert "default-bus-bypass-iommu" not in " ".join(argv)  # the root bus is behind the SMMU
     start, size = spec.dma_window
     assert (start, size) == (0x4000_0000 + (1024 - 64 << 20), 64 << 20)

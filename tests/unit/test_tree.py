@@ -1,9 +1,10 @@
+import os
 import subprocess
 
 import pytest
 
 from harness.errors import TreeError
-from harness.build.tree import KernelTree, identify, user_tree
+from harness.build.tree import KernelTree, content_key, fingerprint, identify, user_tree
 
 
 def _fake_tree(root, rust=True, abstraction=True):
@@ -54,3 +55,40 @@ def test_git_identity_tracks_edits_without_touching_the_repo(tmp_path):
     assert identify(KernelTree(tree, "user")).dirty != dirty.dirty
     assert index.stat().st_mtime_ns == before
     assert "7.3.4 git" in dirty.describe()
+
+
+def test_content_key_of_a_git_tree_follows_content_not_metadata(tmp_path):
+    """The build's key of a git tree: every edit (tracked, untracked, a new commit) changes it,
+    a touch does not, and the user's index is never written."""
+    tree = _fake_tree(tmp_path)
+    git = ["git", "-C", str(tree), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "base"], check=True)
+    index = tree / ".git/index"
+    before = index.stat().st_mtime_ns
+    source = tree / "rust/kernel/iommu/pgtable.rs"
+    clean = content_key(tree)
+    os.utime(source, ns=(1, 1))
+    assert content_key(tree) == clean, "a touch is no change"
+    source.write_text(source.read_text() + "// edit\n")
+    edited = content_key(tree)
+    assert edited != clean
+    (tree / "drivers").mkdir(exist_ok=True)
+    (tree / "drivers/new.c").write_text("int x;\n")
+    untracked = content_key(tree)
+    assert untracked not in (clean, edited)
+    (tree / "drivers/new.c").write_text("int y;\n")
+    assert content_key(tree) != untracked, "an untracked file counts by its content"
+    assert index.stat().st_mtime_ns == before, "content_key wrote the user's index"
+    subprocess.run(git + ["commit", "-qam", "edit"], check=True)
+    committed = content_key(tree)
+    assert committed not in (clean, edited, untracked)
+
+
+def test_content_key_of_a_plain_tree_walks_it(tmp_path):
+    tree = _fake_tree(tmp_path)
+    clean = content_key(tree)
+    assert clean == fingerprint(tree)
+    (tree / "Makefile").write_text((tree / "Makefile").read_text() + "# edit\n")
+    assert content_key(tree) != clean

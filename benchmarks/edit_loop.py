@@ -240,6 +240,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="iopt-hil-bench-") as tmp:
         results = Path(tmp) / "results"
         print(f"tree: {tree} (a git copy of the default tree); warm-up run (the first is a full build)")
+        print("(a whole-suite run spreads over parallel guests: its boot and test-file phases are"
+              " summed over the guests, so they add up to more than the verdict's wall time)")
         warm = run_once(tree, cache, results, extra, env)
         print(f"warm-up: {warm.total:.0f} s, exit status {warm.status}")
         for name in args.scenarios.split(","):

@@ -96,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     results.mkdir(parents=True, exist_ok=True)
     for stale in ("junit.xml", "summary.md", "kcidb.json", "provenance.json", "timings.json"):
         (results / stale).unlink(missing_ok=True)  # a run that dies early must not leave old ones
+    for stale_worker in results.glob("gw*/timings.json"):  # an earlier parallel run's guests
+        stale_worker.unlink(missing_ok=True)
     shutil.copyfile(prepared.build.log, results / "build.log")
     from .plugin.runner import default_guests
 

@@ -70,6 +70,18 @@ def test_stale_reports_are_removed_before_the_run(calls, tmp_path):
     assert "build (all)" in (results / "timings.json").read_text()
 
 
+def test_an_earlier_runs_guest_timelines_are_not_merged_into_this_one(calls, tmp_path):
+    """A narrowed run (one guest) after a parallel one: the parallel run's per-guest timelines
+    (results/gwN/timings.json) must not show up in this run's timings.json."""
+    results = tmp_path / "res"
+    (results / "gw0").mkdir(parents=True)
+    (results / "gw0" / "timings.json").write_text(
+        '[{"name": "suite: test_matrix.py", "start": 1.0, "seconds": 26.0, "count": 63}]')
+    cli.main(["run", "-k", "one_leaf", "--results", str(results)])
+    assert "test_matrix.py" not in (results / "timings.json").read_text()
+    assert not (results / "gw0" / "timings.json").exists()
+
+
 def test_granule_choices(calls, tmp_path, capsys):
     cli.main(["run", "--granule", "16K", "--granule=64K", "--results", str(tmp_path / "res")])
     extra = calls.pytest[0][1]

@@ -1,6 +1,6 @@
 """The edit loop, measured: how long from saving a file to a verdict, and where the time goes.
 
-    .venv/bin/python benchmarks/edit_loop.py [--edits 5] [--scenarios c,rust,narrow,nochange] [--cold]
+    ./iopt-hil edit-loop [--edits 5] [--scenarios c,rust,narrow,nochange] [--cold]
 
 It makes a git copy of the default tree once (in the cache; its first build is a full one), then
 for each scenario runs `iopt-hil run --tree COPY` after an edit, `--edits` times:

@@ -16,7 +16,7 @@ from .build.buildroot import remove_tree
 from .build.cachedir import cache_root
 from .build.pipeline import BuildRequest, Prepared, prepare
 from .build.progress import OnSteps, StepProgress, clock
-from .errors import HarnessError
+from .errors import ConfigError, HarnessError
 from .guest.machine import Machine, sweep_stale
 from .resources import checkout, results_default, suite_dir
 from .timeline import TIMELINE, read as read_timeline
@@ -355,6 +355,18 @@ def cmd_bisect_run(args: argparse.Namespace) -> int:
     return step.status
 
 
+def cmd_edit_loop(args: argparse.Namespace) -> int:
+    """The edit-loop benchmark of this checkout (benchmarks/edit_loop.py), run by the harness's
+    own interpreter, so that a fresh clone needs no other command than this one."""
+    root = checkout()
+    script = root / "benchmarks" / "edit_loop.py" if root else None
+    if script is None or not script.is_file():
+        raise ConfigError("the edit-loop benchmark lives in a checkout of iopt-hil "
+                          "(benchmarks/edit_loop.py); this installation has none")
+    rest = args.benchmark_args[1:] if args.benchmark_args[:1] == ["--"] else args.benchmark_args
+    return subprocess.run([sys.executable, str(script), *rest]).returncode
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     cache = cache_root()
     for stale in sweep_stale():
@@ -448,6 +460,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("id", nargs="?", type=int, help="one table (default: every table)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_walk)
+    sp = sub.add_parser("edit-loop", help="benchmark: where the time of the edit loop goes (a C "
+                        "edit, a pgtable.rs edit, -k, no change; --cold: an empty cache)")
+    sp.add_argument("benchmark_args", nargs=argparse.REMAINDER,
+                    help="the benchmark's options: --edits N, --scenarios c,rust,narrow,nochange, --cold")
+    sp.set_defaults(func=cmd_edit_loop)
     sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees, "
                         "private worktrees too)")
     sp.add_argument("--all", action="store_true")
@@ -458,6 +475,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edit-loop"]:  # every option, --help too, is the benchmark's own
+        argv = ["edit-loop", "--", *argv[1:]]
     try:
         args, unknown = p.parse_known_args(argv)
     except SystemExit as exc:

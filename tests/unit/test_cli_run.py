@@ -2,6 +2,7 @@
 builds or boots: what reaches pytest, what is refused, and the exit codes."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,20 @@ def test_default_guests_follows_cores_and_memory():
     assert default_guests([], False, cores=64, memory_mib=65536) == 8, "capped"
     assert default_guests([], False, cores=4, memory_mib=4000) == 2, "1.5 GiB a guest"
     assert default_guests([], False, cores=4, memory_mib=2000) == 0
+
+
+def test_edit_loop_runs_the_checkouts_benchmark_with_every_option_its_own(monkeypatch):
+    """`iopt-hil edit-loop ...` is the one command a fresh clone needs: it runs
+    benchmarks/edit_loop.py with the harness's interpreter and hands it every option."""
+    seen: list[list[str]] = []
+
+    class Done:
+        returncode = 5
+
+    monkeypatch.setattr(cli.subprocess, "run", lambda argv, **kw: seen.append(argv) or Done())
+    assert cli.main(["edit-loop", "--edits", "2", "--scenarios", "narrow", "--cold"]) == 5
+    assert cli.main(["edit-loop", "--help"]) == 5
+    script = Path(cli.__file__).resolve().parents[1] / "benchmarks" / "edit_loop.py"
+    assert seen == [[sys.executable, str(script), "--edits", "2", "--scenarios", "narrow", "--cold"],
+                    [sys.executable, str(script), "--help"]]
+    assert script.is_file()

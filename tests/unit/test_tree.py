@@ -38,12 +38,18 @@ def test_in_tree_configured_tree_is_refused(tmp_path):
         user_tree(tree)
 
 
-def test_git_identity_tracks_edits_without_touching_the_repo(tmp_path):
+def _committed_tree(tmp_path):
+    """A fake kernel tree made a git repository with one commit, and the git command for it."""
     tree = _fake_tree(tmp_path)
     git = ["git", "-C", str(tree), "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run(git + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "-A"], check=True)
     subprocess.run(git + ["commit", "-qm", "base"], check=True)
+    return tree, git
+
+
+def test_git_identity_tracks_edits_without_touching_the_repo(tmp_path):
+    tree, _ = _committed_tree(tmp_path)
     index = tree / ".git/index"
     before = index.stat().st_mtime_ns
     clean = identify(KernelTree(tree, "user"))
@@ -60,11 +66,7 @@ def test_git_identity_tracks_edits_without_touching_the_repo(tmp_path):
 def test_content_key_of_a_git_tree_follows_content_not_metadata(tmp_path):
     """The build's key of a git tree: every edit (tracked, untracked, a new commit) changes it,
     a touch does not, and the user's index is never written."""
-    tree = _fake_tree(tmp_path)
-    git = ["git", "-C", str(tree), "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run(git + ["init", "-q"], check=True)
-    subprocess.run(git + ["add", "-A"], check=True)
-    subprocess.run(git + ["commit", "-qm", "base"], check=True)
+    tree, git = _committed_tree(tmp_path)
     index = tree / ".git/index"
     before = index.stat().st_mtime_ns
     source = tree / "rust/kernel/iommu/pgtable.rs"

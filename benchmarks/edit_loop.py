@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -138,6 +139,7 @@ class Sample:
     phases: dict[str, float]
     counts: dict[str, int]
     status: int
+    walls: dict[str, float] = field(default_factory=dict)  # the run's own "(all)" phases
 
 
 def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
@@ -160,7 +162,25 @@ def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
             if p.count:
                 counts[name] = counts.get(name, 0) + p.count
     phases.update(make_phases(follower.out.lines, timeline))
-    return Sample(total, phases, counts, proc.returncode)
+    walls = {p.name: p.seconds for p in timeline if p.name.endswith("(all)")}
+    return Sample(total, phases, counts, proc.returncode, walls)
+
+
+def blocker(samples: list[Sample], target: float, cores: int) -> str:
+    """For a target not met: how far off it is and the measured phase that keeps it there."""
+    med = statistics.median(s.total for s in samples)
+
+    def median_of(pick: Callable[[Sample], float]) -> float:
+        return statistics.median(pick(s) for s in samples)
+
+    build = median_of(lambda s: s.walls.get("build (all)", 0.0))
+    suite = median_of(lambda s: s.walls.get("pytest session (all)", 0.0))
+    guest = median_of(lambda s: sum(v for k, v in s.phases.items() if k.startswith("suite: ")))
+    worst = "the suite" if suite >= build else "the build"
+    return (f"  what it would take: {med - target:.1f} s off the median; the run is build {build:.1f} s"
+            f" + suite {suite:.1f} s of wall time ({guest:.0f} s of test files summed over the"
+            f" guests, on {cores} cores); {worst} "
+            + ("alone is over the target" if max(build, suite) > target else "is the larger part"))
 
 
 def edit(tree: Path, path: str, n: int) -> None:
@@ -185,6 +205,8 @@ def report(name: str, samples: list[Sample]) -> None:
                                           + ("met" if med <= target else "NOT met"))
     print(f"\n## {name}: verdict in min {min(totals):.1f} / median {med:.1f} / max {max(totals):.1f} s "
           f"over {len(samples)} runs (exit status {sorted({s.status for s in samples})}){verdict}")
+    if target is not None and med > target:
+        print(blocker(samples, target, len(os.sched_getaffinity(0))))
     names: list[str] = []
     for s in samples:
         names += [n for n in s.phases if n not in names]

@@ -1,0 +1,43 @@
+"""The edit-loop benchmark's verdict lines: a target that is not met names what keeps it there."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "edit_loop.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("edit_loop", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("edit_loop", module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sample(bench, total: float, build: float, suite: float):
+    return bench.Sample(total, {"suite: test_matrix.py": suite * 0.6, "suite: test_races.py": suite * 0.5,
+                                "build: kernel": build}, {}, 0,
+                        {"build (all)": build, "pytest session (all)": suite})
+
+
+def test_an_unmet_target_names_the_suite_when_the_suite_alone_is_over_it():
+    bench = _bench()
+    samples = [_sample(bench, 52.0 + i, 10.0, 40.0 + i) for i in range(5)]
+    line = bench.blocker(samples, 15.0, 2)
+    assert "39.0 s off the median" in line
+    assert "build 10.0 s + suite 42.0 s" in line and "46 s of test files" in line
+    assert line.endswith("the suite alone is over the target")
+
+
+def test_an_unmet_target_names_the_build_when_it_is_the_larger_part(capsys):
+    bench = _bench()
+    samples = [_sample(bench, 25.0, 12.0, 9.0)]
+    assert bench.blocker(samples, 20.0, 2).endswith("the build is the larger part")
+    bench.report("rust", samples)
+    out = capsys.readouterr().out
+    assert "target <= 20 s: NOT met" in out and "what it would take: 5.0 s off" in out
+    bench.report("narrow", [_sample(bench, 5.0, 0.3, 1.5)])
+    assert "what it would take" not in capsys.readouterr().out, "a met target needs no such line"

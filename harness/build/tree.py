@@ -131,10 +131,14 @@ def kernel_version(path: Path) -> str:
 
 
 def identify(tree: KernelTree, source: str = "", content: str | None = None) -> TreeIdentity:
-    """`content`: the tree's `content_key()` if the caller already has it."""
+    """`content`: the tree's `content_key()` if the caller already has it (a git tree's key
+    holds its HEAD and dirty digest: git is not asked twice)."""
     version = kernel_version(tree.path)
     if is_repo(tree.path):
-        commit, dirty = _repo_state(tree.path)
+        if content and content.startswith("git:"):
+            _, commit, dirty = content.split(":")
+        else:
+            commit, dirty = _repo_state(tree.path)
         return TreeIdentity("git", version, commit=commit, dirty=dirty[:16])
     # No history to name a change by: a content fingerprint tells two states of the tree apart.
     return TreeIdentity("source", version, source=source,

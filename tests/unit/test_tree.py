@@ -82,6 +82,8 @@ def test_content_key_of_a_git_tree_follows_content_not_metadata(tmp_path):
     assert untracked not in (clean, edited)
     (tree / "drivers/new.c").write_text("int y;\n")
     assert content_key(tree) != untracked, "an untracked file counts by its content"
+    # the identity made from the key is the one git gives on its own
+    assert identify(KernelTree(tree, "user"), content=content_key(tree)) == identify(KernelTree(tree, "user"))
     assert index.stat().st_mtime_ns == before, "content_key wrote the user's index"
     subprocess.run(git + ["commit", "-qam", "edit"], check=True)
     committed = content_key(tree)

@@ -13,7 +13,7 @@ from ..build.pipeline import BuildRequest, Prepared, prepare
 from ..errors import BootFailedEarlier, HarnessError
 from ..guest.kernel_health import TestWatch
 from ..guest.machine import Machine
-from ..guest.manager import GuestManager, MachineFactory, boot_machine
+from ..guest.manager import GuestManager, GuestPool, MachineFactory, boot_machine
 from ..guest.modclient import PROTOCOL, ModuleClient
 from ..guest.qmp import QmpChannel
 from ..guest.ssh import SshChannel
@@ -80,17 +80,24 @@ def kernel_build(pytestconfig: pytest.Config) -> Prepared:
 
 
 @pytest.fixture(scope="session")
-def guest_manager(kernel_build: Prepared, pytestconfig: pytest.Config,
-                  record_testsuite_property: Callable[[str, object], None]) -> Iterator[GuestManager]:
+def guest_pool(kernel_build: Prepared, pytestconfig: pytest.Config,
+               record_testsuite_property: Callable[[str, object], None]) -> Iterator[GuestPool]:
     for key, value in kernel_build.build.provenance().items():
         record_testsuite_property(key, value)
     handed = _handed(pytestconfig)
-    manager = GuestManager(kernel_build, results_dir(pytestconfig),
-                           handed.factory if handed else boot_machine)
+    pool = GuestPool(kernel_build, results_dir(pytestconfig),
+                     handed.factory if handed else boot_machine)
     try:
-        yield manager
+        yield pool
     finally:
-        manager.close()
+        pool.close()
+
+
+@pytest.fixture
+def guest_manager(guest_pool: GuestPool, request: pytest.FixtureRequest) -> GuestManager:
+    """The manager of the guest this test runs on: one vCPU, or `@pytest.mark.vcpus(n)`."""
+    mark = request.node.get_closest_marker("vcpus")
+    return guest_pool.manager(int(mark.args[0]) if mark else 1)
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(kunit_items):
         config.pluginmanager.register(kunit_items, "iopt-hil-kunit")
     config.addinivalue_line("markers", "guest: needs a booted guest (builds a kernel first)")
+    config.addinivalue_line("markers", "vcpus(n): runs on a guest of n vCPUs (default 1), for "
+                            "tests of guest processes that must truly run at once")
     config.addinivalue_line("markers", "deadline(seconds): per-request deadline for the module "
                             "client; a missed one is checked for a guest hang")
     config.addinivalue_line("markers", "granule(name): the test's tables use this granule "

@@ -173,7 +173,7 @@ def run_kunit(config: pytest.Config, listing: Path) -> list[Outcome]:
                                f"{[m.stem for m in prepared.build.kunit_modules]})")
         with TIMELINE.phase("kunit (boot and suites)"), \
                 Machine(prepared.build, prepared.root, log_dir=results_dir(config) / "kunit",
-                        progress=lambda m: None) as machine:
+                        smp=1, progress=lambda m: None) as machine:  # see GuestPool
             runs = [kunit.boot_suites(machine)]  # built-in suites ran while booting
             runs += [kunit.run_module(machine, module) for module in modules]
     except HarnessError as exc:

@@ -201,10 +201,12 @@ class FakeFactory:
         self.scenarios = list(scenarios) or [{}]
         self.machines: list[FakeMachine] = []
         self.calls = 0
+        self.vcpus: list[int] = []  # each boot's vCPU count
 
-    def __call__(self, prepared: Prepared, log_dir: Path) -> Machine:
+    def __call__(self, prepared: Prepared, log_dir: Path, vcpus: int = 1) -> Machine:
         scenario = self.scenarios[min(self.calls, len(self.scenarios) - 1)]
         self.calls += 1
+        self.vcpus.append(vcpus)
         if isinstance(scenario, BaseException):
             raise scenario
         machine = FakeMachine(log_dir, **scenario)

@@ -10,12 +10,19 @@ settings.load_profile("default")
 # Run order (a stable sort of the collected items): the quick tests that any break of the
 # io-pgtable contract trips first, so that `-x` gives a verdict on a broken edit in seconds;
 # the heavy limit and fuzz tests last. Files not named here run in between, alphabetically.
+# The tests that need a guest of two vCPUs (`vcpus(2)`) come right after the first file, side by
+# side: pytest-xdist's worksteal hands each worker a contiguous share of this order and steals
+# from a share's end, so they all run on the first worker, which boots the one 2-vCPU guest of
+# the run (each boot costs ~2 s of a host core), and the longest of them (the races) starts first.
 FIRST = ("test_map_basic.py", "test_contract.py", "test_matrix.py", "test_sequences.py")
 LAST = ("test_fuzz.py", "test_hardening.py", "test_debug_kernel.py")
 
 
-def _rank(item) -> int:
+def _rank(item) -> float:
     name = item.path.name
+    marker = item.get_closest_marker("vcpus")
+    if marker is not None and marker.args[0] > 1:
+        return 0.5
     if name in FIRST:
         return FIRST.index(name)
     if name in LAST:

@@ -107,6 +107,7 @@ def test_runs_per_table_are_bounded_with_enospc(pgtable, module):
 WRITERS = 72  # more than the module's 64 reply slots, all alive at once
 
 
+@pytest.mark.vcpus(2)  # guest processes that truly run at once
 def test_more_writers_than_reply_slots_never_read_a_wrong_reply(module):
     """Writer i writes i+1 `version` requests, waits until every writer has written, then reads:
     it must read exactly its own reply, or have had its write refused (EBUSY)."""
@@ -244,6 +245,7 @@ def record_matches_walk(client: ModuleClient, table) -> list[str]:
     return problems[:20]
 
 
+@pytest.mark.vcpus(2)  # guest processes that truly run at once
 def test_every_verb_pair_on_one_table_from_several_processes(pgtable, ssh, module):
     """Mixed checked, unchecked and iova_to_phys requests from four guest processes on one
     table (QUIRK_NO_WARN: unchecked collisions fail silently). Every reply must be consistent

@@ -75,6 +75,7 @@ def _release(starter: ModuleClient, go: str, clients: int, timeout: float = 30.0
     starter.shell(f": > {go}")
 
 
+@pytest.mark.vcpus(2)  # guest processes that truly run at once
 def test_processes_racing_to_install_the_same_tables(pgtable, module, ssh):
     cpus = int(ssh.run("grep -c '^processor' /proc/cpuinfo").check().stdout)
     assert cpus >= 2, f"the guest has {cpus} vCPU: no two mappers can run at once"

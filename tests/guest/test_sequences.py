@@ -313,6 +313,7 @@ def test_random_sequences_match_the_model(pgtable, gname, capsys, dma_bench):
     assert tally.steps > 0, "no step ran"
 
 
+@pytest.mark.vcpus(2)  # guest processes that truly run at once
 def test_two_guest_processes_map_disjoint_ranges_at_once(pgtable, ssh):
     table = pgtable()
     clients = [ModuleClient(ssh), ModuleClient(ssh)]  # two guest shells: two processes

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from harness.errors import BootFailedEarlier, BootTimeout
-from harness.guest.manager import GuestManager
+from harness.errors import BootFailedEarlier, BootTimeout, HarnessError
+from harness.guest.manager import GuestManager, GuestPool
 from harness.plugin.fixtures import PreparedBuild
 from harness.plugin.hooks import CONSOLE_SECTION
 from tests.fakes.machine import CLEAN_BOOT, FakeFactory, fake_prepared
@@ -161,3 +161,44 @@ def test_boot_failure_in_the_inner_session_is_really_a_boot_timeout(tmp_path):
     factory = FakeFactory(dict(boot_log=CLEAN_BOOT[:40], boot_timeout=0.1))
     with pytest.raises(BootTimeout):
         factory(fake_prepared(), tmp_path)
+
+
+VCPUS = """
+import pytest
+
+guests = {}
+
+def test_one_vcpu_by_default(guest, guest_manager):
+    guests["one"] = guest
+    assert guest_manager.vcpus == 1
+
+@pytest.mark.vcpus(2)
+def test_two_vcpus_when_marked(guest, guest_manager, module):
+    guests["two"] = guest
+    assert guest_manager.vcpus == 2 and guest is not guests["one"] and guests["one"].alive
+
+@pytest.mark.vcpus(2)
+def test_the_two_vcpu_guest_is_shared(guest):
+    assert guest is guests["two"]
+
+def test_back_on_the_one_vcpu_guest(guest):
+    assert guest is guests["one"]
+"""
+
+
+def test_a_vcpus_mark_gets_a_guest_of_its_own_size_and_the_others_share_one_of_one(pytester):
+    """Most tests run on a guest of one vCPU; `vcpus(2)` tests share one guest of two, booted
+    on first use, with its logs apart, and the session stops both."""
+    factory = FakeFactory()
+    result = inner(pytester, factory, VCPUS)
+    result.assert_outcomes(passed=4)
+    assert factory.vcpus == [1, 2], factory.vcpus
+    assert not any(m.alive for m in factory.machines), "the session must stop every guest"
+    records = {p.parent.name: json.loads(p.read_text())["vcpus"]
+               for p in (pytester.path / "results").rglob("provenance.json")}  # gwN/ under xdist
+    assert sorted(records.values()) == [1, 2] and records["2-vcpus"] == 2, records
+
+
+def test_a_guest_of_no_vcpu_is_refused(tmp_path):
+    with pytest.raises(HarnessError, match="at least one vCPU"):
+        GuestPool(fake_prepared(), tmp_path, FakeFactory()).manager(0)

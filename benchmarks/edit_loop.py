@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -140,30 +141,42 @@ class Sample:
     counts: dict[str, int]
     status: int
     walls: dict[str, float] = field(default_factory=dict)  # the run's own "(all)" phases
+    cpu: float = 0.0  # CPU seconds of the whole run: harness, make, compilers, QEMUs
+    guest_cpu: dict[str, float] = field(default_factory=dict)  # QEMU CPU per phase
+    host_cpu: dict[str, float] = field(default_factory=dict)  # harness CPU per phase
 
 
 def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
              env: dict[str, str]) -> Sample:
     argv = [str(ROOT / "iopt-hil"), "run", "--tree", str(tree), "--results", str(results), *extra]
     with LogFollower(cache, tree) as follower:
-        started = time.monotonic()
+        started, before = time.monotonic(), _children_cpu()
         proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        total = time.monotonic() - started
+        total, cpu = time.monotonic() - started, _children_cpu() - before
     timeline = read(results / "timings.json") if (results / "timings.json").exists() else []
     if proc.returncode not in (0,):
         sys.stderr.write(proc.stdout.decode(errors="replace")[-3000:])
     # with -n N each worker's phases come prefixed `gwK: `: summed over the guests
-    phases: dict[str, float] = {}
-    counts: dict[str, int] = {}
+    sample = Sample(total, {}, {}, proc.returncode, cpu=cpu)
     for p in timeline:
         name = re.sub(r"^gw\d+: ", "", p.name)
         if not p.name.endswith("(all)") or name != p.name:
-            phases[name] = phases.get(name, 0.0) + p.seconds
+            sample.phases[name] = sample.phases.get(name, 0.0) + p.seconds
             if p.count:
-                counts[name] = counts.get(name, 0) + p.count
-    phases.update(make_phases(follower.out.lines, timeline))
-    walls = {p.name: p.seconds for p in timeline if p.name.endswith("(all)")}
-    return Sample(total, phases, counts, proc.returncode, walls)
+                sample.counts[name] = sample.counts.get(name, 0) + p.count
+            for into, value in ((sample.guest_cpu, p.cpu), (sample.host_cpu, p.host_cpu)):
+                if value:
+                    into[name] = into.get(name, 0.0) + value
+    sample.phases.update(make_phases(follower.out.lines, timeline))
+    sample.walls = {p.name: p.seconds for p in timeline if p.name.endswith("(all)")}
+    return sample
+
+
+def _children_cpu() -> float:
+    """User + system seconds of every child reaped so far (a run's whole process tree: the
+    QEMUs are reaped by the processes that started them, and so on up to the run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def blocker(samples: list[Sample], target: float, cores: int) -> str:
@@ -176,11 +189,14 @@ def blocker(samples: list[Sample], target: float, cores: int) -> str:
     build = median_of(lambda s: s.walls.get("build (all)", 0.0))
     suite = median_of(lambda s: s.walls.get("pytest session (all)", 0.0))
     guest = median_of(lambda s: sum(v for k, v in s.phases.items() if k.startswith("suite: ")))
+    cpu = median_of(lambda s: s.cpu)
     worst = "the suite" if suite >= build else "the build"
     return (f"  what it would take: {med - target:.1f} s off the median; the run is build {build:.1f} s"
             f" + suite {suite:.1f} s of wall time ({guest:.0f} s of test files summed over the"
             f" guests, on {cores} cores); {worst} "
-            + ("alone is over the target" if max(build, suite) > target else "is the larger part"))
+            + ("alone is over the target" if max(build, suite) > target else "is the larger part")
+            + f"; the run costs {cpu:.0f} CPU-seconds, at least {cpu / cores:.1f} s of wall time"
+            f" on {cores} cores however it is spread")
 
 
 def edit(tree: Path, path: str, n: int) -> None:
@@ -211,12 +227,18 @@ def report(name: str, samples: list[Sample]) -> None:
     for s in samples:
         names += [n for n in s.phases if n not in names]
     width = max(len(n) for n in names) if names else 10
-    print(f"  {'phase':<{width}}  {'min':>6} {'median':>6} {'max':>6}")
+    print(f"  CPU of the whole run: median {statistics.median(s.cpu for s in samples):.1f} s"
+          f" (harness, make and compilers, every QEMU)")
+    print(f"  {'phase':<{width}}  {'min':>6} {'median':>6} {'max':>6}   CPU s: guest  harness")
     for n in names:
         values = [s.phases.get(n, 0.0) for s in samples]
         count = samples[-1].counts.get(n)
         suffix = f"  ({count} tests, {statistics.median(values) / count * 1000:.0f} ms/test)" \
             if count else ""
+        guest = statistics.median(s.guest_cpu.get(n, 0.0) for s in samples)
+        host = statistics.median(s.host_cpu.get(n, 0.0) for s in samples)
+        if guest or host:
+            suffix = f"  {guest:6.2f} {host:8.2f}" + suffix
         print(f"  {n:<{width}}  {min(values):6.2f} {statistics.median(values):6.2f} "
               f"{max(values):6.2f}{suffix}")
     tests = sum(v for k, v in samples[-1].counts.items() if k.startswith("suite: "))

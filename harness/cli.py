@@ -124,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     TIMELINE.add("run (all)", wall, time.monotonic() - started)
     for worker in sorted(results.glob("gw*/timings.json")):  # pytest-xdist: each guest's own
         for p in read_timeline(worker):
-            TIMELINE.add(f"{worker.parent.name}: {p.name}", p.start, p.seconds, p.count)
+            TIMELINE.add(f"{worker.parent.name}: {p.name}", p.start, p.seconds, p.count, p.cpu,
+                         p.host_cpu)
     TIMELINE.write(results / "timings.json")
     log(f"done in {time.monotonic() - started:.0f} s, pytest exit status {rc}; "
         f"tested {prepared.build.identity.describe()} ({prepared.build.release})")

@@ -21,6 +21,8 @@ class Phase:
     start: float  # time.time() at its start
     seconds: float
     count: int = 0  # how many things it covers (e.g. tests in a file), 0 when not counted
+    cpu: float = 0.0  # host CPU seconds the guests' QEMUs spent in it (0: not measured)
+    host_cpu: float = 0.0  # CPU seconds of the harness process itself in it (0: not measured)
 
 
 class Timeline:
@@ -28,9 +30,10 @@ class Timeline:
         self._phases: list[Phase] = []
         self._lock = threading.Lock()
 
-    def add(self, name: str, start: float, seconds: float, count: int = 0) -> None:
+    def add(self, name: str, start: float, seconds: float, count: int = 0, cpu: float = 0.0,
+            host_cpu: float = 0.0) -> None:
         with self._lock:
-            self._phases.append(Phase(name, start, seconds, count))
+            self._phases.append(Phase(name, start, seconds, count, cpu, host_cpu))
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -25,6 +25,7 @@ import paramiko
 from ..build.buildroot import BuildRoot
 from ..build.elfcheck import IdleRanges, idle_ranges
 from .console import PANIC, Console
+from .cpu import find_qemu, process_cpu
 from ..errors import BootTimeout, ChannelError, GuestHang, GuestPanic, MachineError, QemuExited
 from .guestmem import ShmMemory
 from .initramfs import MODULE_FAILED, READY, build_initramfs
@@ -155,6 +156,7 @@ class Machine:
         self._barriers = 0
         self._kmsg: Any = None  # a guest `sh` kept open for barrier tokens (see barrier())
         self._boot_started = (0.0, 0.0)  # (wall, monotonic) when QEMU was started
+        self._qemu_pid: int | None = None
 
     def __enter__(self) -> "Machine":
         return self.start()
@@ -216,7 +218,14 @@ class Machine:
         release = line.text.split(READY, 1)[1].strip()
         self.info = BootInfo(time.monotonic() - started, release, port, argv)
         wall, mono = self._boot_started
-        TIMELINE.add(f"boot ({self.log_dir.name}): qemu to ssh", wall, time.monotonic() - mono)
+        TIMELINE.add(f"boot ({self.log_dir.name}): qemu to ssh", wall, time.monotonic() - mono,
+                     cpu=self.cpu_seconds())
+
+    def cpu_seconds(self) -> float:
+        """Host CPU seconds this guest's QEMU has used so far (0 if it cannot be found)."""
+        if self._qemu_pid is None and self.proc is not None:
+            self._qemu_pid = find_qemu(self.proc.pid)
+        return process_cpu(self._qemu_pid) if self._qemu_pid is not None else 0.0
 
     def _open_ssh(self, port: int) -> SshChannel:
         return SshChannel(port, self.key_path, on_timeout=self.raise_if_hung)

@@ -2,7 +2,9 @@
 SSH, the module client, a table factory). The guest itself is managed by `guest.manager`."""
 from __future__ import annotations
 
+import base64
 import os
+import pickle
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator
@@ -10,11 +12,11 @@ from typing import Callable, Iterator
 import pytest
 
 from ..build.pipeline import BuildRequest, Prepared, prepare
-from ..errors import BootFailedEarlier, HarnessError
+from ..errors import BootFailedEarlier, HarnessError, ModuleError
 from ..guest.kernel_health import TestWatch
 from ..guest.machine import Machine
 from ..guest.manager import GuestManager, GuestPool, MachineFactory, boot_machine
-from ..guest.modclient import PROTOCOL, ModuleClient
+from ..guest.modclient import PROTOCOL, ModuleClient, TableInfo, create_request, table_info
 from ..guest.qmp import QmpChannel
 from ..guest.ssh import SshChannel
 from ..pgtable.device import DmaBench
@@ -25,6 +27,7 @@ WATCH_KEY = pytest.StashKey[TestWatch]()
 BROKEN_KEY = pytest.StashKey[bool]()  # the test hung or crashed the guest
 FAILED_KEY = pytest.StashKey[bool]()  # the test failed (its module client is not reused)
 TABLES_KEY = pytest.StashKey[list[GuestTable]]()
+GUEST_CPU_KEY = pytest.StashKey[float]()  # QEMU CPU seconds the test cost its guest
 PREPARED_KEY = pytest.StashKey[Prepared]()
 
 
@@ -50,12 +53,27 @@ def results_dir(config: pytest.Config) -> Path:
     return base / worker if worker else base
 
 
+PREPARED_INPUT = "iopt_hil_prepared"  # pytest-xdist workerinput: the controller's build
+
+
 def prepared_for(config: pytest.Config) -> Prepared:
-    """One build per session, shared by the fixtures and the KUnit collector."""
+    """One build per session, shared by the fixtures and the KUnit collector. Under
+    pytest-xdist a worker takes the controller's (see `handed_to_worker`): every guest then
+    tests the same build, and no worker spends half a second checking the tree again."""
     if PREPARED_KEY not in config.stash:
         handed = _handed(config)
-        config.stash[PREPARED_KEY] = handed.prepared if handed else _prepare(config)
+        sent = getattr(config, "workerinput", {}).get(PREPARED_INPUT)
+        config.stash[PREPARED_KEY] = (handed.prepared if handed else
+                                      pickle.loads(base64.b64decode(sent)) if sent else
+                                      _prepare(config))
     return config.stash[PREPARED_KEY]
+
+
+def handed_to_worker(config: pytest.Config) -> str | None:
+    """The build this session was handed, as a pytest-xdist worker receives it (the same
+    harness code on both sides unpickles it), or None if the session builds its own."""
+    handed = _handed(config)
+    return base64.b64encode(pickle.dumps(handed.prepared)).decode() if handed else None
 
 
 def _prepare(config: pytest.Config) -> Prepared:
@@ -109,7 +127,9 @@ def guest(guest_manager: GuestManager, request: pytest.FixtureRequest) -> Iterat
         pytest.skip(str(exc))
     assert machine.console is not None
     request.node.stash[WATCH_KEY] = TestWatch(machine, machine.console.mark())
+    cpu = machine.cpu_seconds()
     yield machine
+    request.node.stash[GUEST_CPU_KEY] = max(0.0, machine.cpu_seconds() - cpu)
     if request.node.stash.get(BROKEN_KEY, False) or not guest_manager.healthy():
         guest_manager.close()  # dead or hung: the next test boots a fresh guest
 
@@ -147,26 +167,46 @@ def module(guest: Machine, guest_manager: GuestManager,
         guest_manager.discard_client()
 
 
-@pytest.fixture
-def pgtable(module: ModuleClient, guest: Machine,
-            request: pytest.FixtureRequest) -> Iterator[Callable[..., GuestTable]]:
-    """Factory: `pgtable(ias=48, oas=48, pgsizes=0x40201000, quirks=0, coherent_walk=True)`;
-    every table is destroyed after."""
-    made: list[GuestTable] = []
-    request.node.stash[TABLES_KEY] = made  # walked again if the test fails
+class TableFactory:
+    """`pgtable(ias=48, oas=48, pgsizes=0x40201000, quirks=0, coherent_walk=True)` makes one
+    table; `pgtable.many(count, ...)` makes `count` alike in one batch (one guest round trip,
+    not `count`). Every table made is destroyed after the test."""
 
-    def make(ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0,
-             coherent_walk: bool = True) -> GuestTable:
+    def __init__(self, module: ModuleClient, guest: Machine) -> None:
         assert guest.memory is not None and guest.qmp is not None
-        info = module.create(ias, oas, pgsizes, quirks, coherent_walk)
-        table = GuestTable(module, info, guest.memory, guest.qmp)
-        made.append(table)
+        self.module, self.memory, self.qmp = module, guest.memory, guest.qmp
+        self.made: list[GuestTable] = []
+
+    def __call__(self, ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000, quirks: int = 0,
+                 coherent_walk: bool = True) -> GuestTable:
+        return self._keep(self.module.create(ias, oas, pgsizes, quirks, coherent_walk))
+
+    def many(self, count: int, ias: int = 48, oas: int = 48, pgsizes: int = 0x40201000,
+             quirks: int = 0, coherent_walk: bool = True) -> list[GuestTable]:
+        line = create_request(ias, oas, pgsizes, quirks, coherent_walk)
+        replies = self.module.batch([line] * count)
+        tables = [self._keep(table_info(r)) for r in replies if r.ret == 0]
+        refused = [r.line for r in replies if r.ret != 0]
+        if refused:
+            raise ModuleError(f"{len(refused)} of {count} creates refused: {refused[0]}")
+        return tables
+
+    def _keep(self, info: TableInfo) -> GuestTable:
+        table = GuestTable(self.module, info, self.memory, self.qmp)
+        self.made.append(table)
         return table
 
-    yield make
+
+@pytest.fixture
+def pgtable(module: ModuleClient, guest: Machine,
+            request: pytest.FixtureRequest) -> Iterator[TableFactory]:
+    """The test's tables (see TableFactory); walked again if the test fails."""
+    factory = TableFactory(module, guest)
+    request.node.stash[TABLES_KEY] = factory.made
+    yield factory
     if guest.alive and not request.node.stash.get(BROKEN_KEY, False):
         try:
-            for table in made:
+            for table in factory.made:
                 table.destroy()
         except HarnessError:
             pass  # a hung or crashed guest is discarded by the `guest` fixture
@@ -174,7 +214,7 @@ def pgtable(module: ModuleClient, guest: Machine,
 
 @pytest.fixture
 def dma_bench(module: ModuleClient, guest: Machine,
-              pgtable: Callable[..., GuestTable]) -> Iterator[DmaBench | None]:
+              pgtable: TableFactory) -> Iterator[DmaBench | None]:
     """The edu device and the DMA window (None where the module has no device DMA for this
     tree's driver API). The device is detached before the test's tables are destroyed."""
     assert guest.memory is not None and guest.qmp is not None

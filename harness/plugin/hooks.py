@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Generator
+from typing import Any, Generator
 
 import pytest
 
@@ -14,9 +14,11 @@ from ..pgtable.tables import describe_walks
 from ..workflows.options import PLUGIN_OPTIONS
 from ..timeline import TIMELINE
 from . import kunit_items
-from .fixtures import BROKEN_KEY, FAILED_KEY, TABLES_KEY, WATCH_KEY, results_dir
+from .fixtures import (BROKEN_KEY, FAILED_KEY, GUEST_CPU_KEY, PREPARED_INPUT, TABLES_KEY,
+                       WATCH_KEY, handed_to_worker, results_dir)
 
-FILE_TIMES_KEY = pytest.StashKey[dict[str, list[float]]]()  # file -> [first start, seconds, tests]
+# file -> [first start, seconds, tests, guest CPU seconds, harness CPU seconds]
+FILE_TIMES_KEY = pytest.StashKey[dict[str, list[float]]]()
 
 CONSOLE_SECTION = "guest console during this test"
 WALK_SECTION = "host walk of the test's tables at failure"
@@ -40,6 +42,14 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(4K, 16K, 64K); selected with --granule")
     config.addinivalue_line("markers", "expect_splat(kind, match=None, count=1): the test must "
                             "cause exactly `count` such kernel splats (e.g. 'warning')")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller, before it starts a worker: hand on the build it was given."""
+    prepared = handed_to_worker(node.config)
+    if prepared is not None:
+        node.workerinput[PREPARED_INPUT] = prepared
 
 
 def granule_of(item: pytest.Item) -> str:
@@ -115,22 +125,26 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         None, object, object]:
     """Each test file's time, for results/timings.json: the suite guest's boots that happen
     inside a test's setup are timed on their own, so they are taken out of the file's figure
-    (KUnit's guest boots in the background and is not)."""
-    wall, started = time.time(), time.monotonic()
+    (KUnit's guest boots in the background and is not). Its CPU too: the guest's QEMU during
+    the test, and this process's (SSH, walks, checks)."""
+    wall, started, cpu = time.time(), time.monotonic(), time.process_time()
     try:
         return (yield)
     finally:
         booting = sum(p.seconds for p in TIMELINE.phases()
                       if p.name.startswith("boot (boot-") and p.start >= wall)
         entry = item.config.stash.setdefault(FILE_TIMES_KEY, {}).setdefault(
-            item.path.name, [wall, 0.0, 0])
+            item.path.name, [wall, 0.0, 0, 0.0, 0.0])
         entry[1] += max(0.0, time.monotonic() - started - booting)
         entry[2] += 1
+        entry[3] += item.stash.get(GUEST_CPU_KEY, 0.0)
+        entry[4] += time.process_time() - cpu
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    for name, (start, seconds, tests) in session.config.stash.get(FILE_TIMES_KEY, {}).items():
-        TIMELINE.add(f"suite: {name}", start, seconds, int(tests))
+    for name, (start, seconds, tests, cpu, host) in session.config.stash.get(FILE_TIMES_KEY,
+                                                                             {}).items():
+        TIMELINE.add(f"suite: {name}", start, seconds, int(tests), cpu, host)
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's timeline dies with it: keep it
         out = results_dir(session.config)
         out.mkdir(parents=True, exist_ok=True)

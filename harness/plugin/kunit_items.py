@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -171,11 +172,15 @@ def run_kunit(config: pytest.Config, listing: Path) -> list[Outcome]:
         if not modules:
             raise HarnessError(f"no KUnit module in this build matches {patterns} (built: "
                                f"{[m.stem for m in prepared.build.kunit_modules]})")
-        with TIMELINE.phase("kunit (boot and suites)"), \
-                Machine(prepared.build, prepared.root, log_dir=results_dir(config) / "kunit",
-                        smp=1, progress=lambda m: None) as machine:  # see GuestPool
-            runs = [kunit.boot_suites(machine)]  # built-in suites ran while booting
-            runs += [kunit.run_module(machine, module) for module in modules]
+        wall, started, cpu = time.time(), time.monotonic(), 0.0
+        try:
+            with Machine(prepared.build, prepared.root, log_dir=results_dir(config) / "kunit",
+                         smp=1, progress=lambda m: None) as machine:  # see GuestPool
+                runs = [kunit.boot_suites(machine)]  # built-in suites ran while booting
+                runs += [kunit.run_module(machine, module) for module in modules]
+                cpu = machine.cpu_seconds()
+        finally:
+            TIMELINE.add("kunit (boot and suites)", wall, time.monotonic() - started, cpu=cpu)
     except HarnessError as exc:
         return [("setup", "failed", str(exc))]
     return [outcome for run in runs for outcome in _run_outcomes(run)]

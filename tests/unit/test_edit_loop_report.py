@@ -17,27 +17,32 @@ def _bench():
     return module
 
 
-def _sample(bench, total: float, build: float, suite: float):
+def _sample(bench, total: float, build: float, suite: float, cpu: float = 0.0):
     return bench.Sample(total, {"suite: test_matrix.py": suite * 0.6, "suite: test_races.py": suite * 0.5,
-                                "build: kernel": build}, {}, 0,
-                        {"build (all)": build, "pytest session (all)": suite})
+                                "build: kernel": build}, {"suite: test_matrix.py": 63}, 0,
+                        {"build (all)": build, "pytest session (all)": suite}, cpu,
+                        {"suite: test_matrix.py": 4.5}, {"suite: test_matrix.py": 1.25})
 
 
 def test_an_unmet_target_names_the_suite_when_the_suite_alone_is_over_it():
     bench = _bench()
-    samples = [_sample(bench, 52.0 + i, 10.0, 40.0 + i) for i in range(5)]
+    samples = [_sample(bench, 52.0 + i, 10.0, 40.0 + i, cpu=90.0 + i) for i in range(5)]
     line = bench.blocker(samples, 15.0, 2)
     assert "39.0 s off the median" in line
     assert "build 10.0 s + suite 42.0 s" in line and "46 s of test files" in line
-    assert line.endswith("the suite alone is over the target")
+    assert "the suite alone is over the target" in line
+    assert line.endswith("the run costs 92 CPU-seconds, at least 46.0 s of wall time on 2 cores"
+                         " however it is spread")
 
 
 def test_an_unmet_target_names_the_build_when_it_is_the_larger_part(capsys):
     bench = _bench()
     samples = [_sample(bench, 25.0, 12.0, 9.0)]
-    assert bench.blocker(samples, 20.0, 2).endswith("the build is the larger part")
+    assert "the build is the larger part;" in bench.blocker(samples, 20.0, 2)
     bench.report("rust", samples)
     out = capsys.readouterr().out
     assert "target <= 20 s: NOT met" in out and "what it would take: 5.0 s off" in out
+    matrix = next(line for line in out.splitlines() if "suite: test_matrix.py" in line)
+    assert matrix.split()[-6:] == ["4.50", "1.25", "(63", "tests,", "86", "ms/test)"], matrix
     bench.report("narrow", [_sample(bench, 5.0, 0.3, 1.5)])
     assert "what it would take" not in capsys.readouterr().out, "a met target needs no such line"

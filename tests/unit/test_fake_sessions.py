@@ -4,9 +4,11 @@ in through `PreparedBuild`."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
+from harness.build.pipeline import Prepared
 from harness.errors import BootFailedEarlier, BootTimeout, HarnessError
 from harness.guest.manager import GuestManager, GuestPool
 from harness.plugin.fixtures import PreparedBuild
@@ -202,3 +204,23 @@ def test_a_vcpus_mark_gets_a_guest_of_its_own_size_and_the_others_share_one_of_o
 def test_a_guest_of_no_vcpu_is_refused(tmp_path):
     with pytest.raises(HarnessError, match="at least one vCPU"):
         GuestPool(fake_prepared(), tmp_path, FakeFactory()).manager(0)
+
+
+HANDED = """
+def test_the_worker_tests_the_controllers_build(kernel_build):
+    assert kernel_build.build.handed == "by the controller"
+"""
+
+
+def test_xdist_workers_test_the_build_the_controller_was_handed(pytester, monkeypatch):
+    """A worker that built on its own would prepare a real kernel here (and fail: no build
+    root in a unit test); it must take the controller's build instead."""
+    not_a_cache = pytester.path / "not-a-cache"
+    not_a_cache.write_text("a worker preparing a build of its own fails at once here\n")
+    monkeypatch.setenv("IOPT_HIL_CACHE", str(not_a_cache))
+    pytester.makepyfile(test_inner=HANDED)
+    result = pytester.runpytest_inprocess(
+        "-p", "harness.plugin", "-p", "xdist.plugin", "-n", "1", "-p", "no:cacheprovider",
+        f"--results={pytester.path / 'results'}",
+        plugins=[PreparedBuild(Prepared(None, SimpleNamespace(handed="by the controller")))])
+    result.assert_outcomes(passed=1)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 from ..build.buildroot import BuildRoot, remove_tree
 from ..build.cachedir import locked
 from .cpio import CpioWriter, Member, members_from_dir
+from .elfdeps import runtime_files
 from .guest_tools import DEBUGFS_CTL, IOPT
 from ..errors import ImageError, ToolchainError
 from ..build.toolchain import Bind
@@ -21,6 +23,8 @@ from ..build.arch import ARM64 as ARCH
 
 GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
                   "libtommath1", "libgmp10", "zlib1g")
+PROGRAMS = ("usr/bin/busybox", "usr/sbin/dropbear")  # all the guest runs, with the libraries
+# they load; the rest of the packages (glibc's 20 MB of gconv modules, docs) stays out
 READY = "IOPT-HIL-READY"
 MODULE_FAILED = "IOPT-HIL-MODULE-FAILED"
 
@@ -77,9 +81,9 @@ def base_members(sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()
     members = [Member.directory(d) for d in ("etc", "proc", "sys", "dev", "root", "tmp", "run", "var")]
     # trixie is merged-/usr: the packages ship /usr/bin etc., the top-level names are links.
     members += [Member.symlink(link, f"usr/{link}") for link in ("bin", "sbin", "lib")]
-    for sub in ("usr", "etc"):
-        if (sysroot / sub).is_dir():
-            members += members_from_dir(sysroot / sub, sub)
+    members += _program_members(sysroot)
+    if (sysroot / "etc").is_dir():
+        members += members_from_dir(sysroot / "etc", "etc")
     members += [
         Member.directory("usr/lib/modules"),
         Member.file("usr/lib/modules/iopt_hil.ko", module.read_bytes()),
@@ -97,6 +101,18 @@ def base_members(sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()
                      "tr", "rm", "mv", "env", "date", "vi", "less", "seq", "printf", "test", "["]
     members += [Member.symlink(f"usr/bin/{name}", "busybox") for name in busybox_links
                 if not (sysroot / "usr/bin" / name).exists()]
+    return members
+
+
+def _program_members(sysroot: Path) -> list[Member]:
+    """The guest's programs and what they load (see elfdeps), with their directories."""
+    files = runtime_files(sysroot, list(PROGRAMS))
+    dirs = {parent for f in files for parent in PurePosixPath(f).parents if str(parent) != "."}
+    members = [Member.directory(str(d)) for d in sorted(dirs, key=lambda d: (len(d.parts), d))]
+    for name in files:
+        full = sysroot / name
+        members.append(Member.symlink(name, os.readlink(full)) if full.is_symlink() else
+                       Member.file(name, full.read_bytes(), full.stat().st_mode & 0o7777))
     return members
 
 
@@ -126,7 +142,8 @@ def build_initramfs(root: BuildRoot, module: Path, rundir: Path, authorized_key:
     """Base archive (cached by module content) + per-run key archive, concatenated."""
     sysroot = guest_sysroot(root, progress)
     digest = hashlib.sha256(b"".join(m.read_bytes() for m in (module, *extra_modules))
-                            + INIT.encode() + IOPT.encode()).hexdigest()[:16]
+                            + INIT.encode() + IOPT.encode() + " ".join(PROGRAMS).encode()
+                            ).hexdigest()[:16]
     base = root.cache / "guest" / f"base-{digest}.cpio"
     with locked(root.cache / "guest.lock"):
         if not base.exists():

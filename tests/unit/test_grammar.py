@@ -1,3 +1,5 @@
+import shlex
+
 import pytest
 
 from harness.errors import ModuleError
@@ -67,3 +69,19 @@ def test_table_info_reads_the_tcr_fields():
     assert info.tcr == Tcr(t0sz=16, tg0=1, irgn0=0, orgn0=1, sh0=2, ips=6)
     with pytest.raises(ModuleError):  # a protocol-3 reply has no TCR: refused, not guessed
         table_info(parse_reply("0 info ret=0 id=1 ttbr=0x1 mair=0x0 ias=48 oas=48 pgsizes=0x1000"))
+
+
+@pytest.mark.parametrize("line", [
+    "12 map ret=0 src=pgtable mapped=0x1000",
+    "0 create ret=0 id=1 ttbr=0x41ea5000 mair=0xfffffffff404ff44\tias=48",
+    "3 map ret=-22 src=check why='pgsize 0x3000 not in the bitmap'",
+    '4 unmap ret=-22 src=check why="a \\"quoted\\" word"',
+    "5 iova_to_phys ret=0 phys=0x1\\ 2",
+])
+def test_replies_parse_as_the_shell_would_quote_them(line):
+    """The fast path (no quotes, no backslash: plain split) and shlex agree on every line."""
+    words = shlex.split(line)
+    reply = parse_reply(line)
+    assert (str(reply.index), reply.verb) == (words[0], words[1])
+    assert {"ret": str(reply.ret), **({"src": reply.src} if reply.src else {}), **reply.fields} \
+        == dict(w.split("=", 1) for w in words[2:] if "=" in w)

@@ -176,8 +176,9 @@ def _suite(tree: Path, cache: Path, options: SuiteOptions, results: Path,
     try:
         prepare(BuildRequest(tree=tree, toolchain=options.toolchain, fragments=options.fragments,
                              cache=cache), lambda _msg: None)
-    except (BuildError, ConfigError, TreeError):
-        return False, True, time.monotonic() - started, ""
+    except (BuildError, ConfigError, TreeError) as exc:  # why, for the table and the log
+        why = " ".join(line.strip() for line in str(exc).splitlines()[:4]) or type(exc).__name__
+        return False, True, time.monotonic() - started, f"build: {why[:300]}"
     if results.exists():
         shutil.rmtree(results)
     tests = tuple(str(suite_dir() / name) for name in suite)
@@ -201,7 +202,8 @@ def run(tree: Path | str | None, root: BuildRoot, options: SuiteOptions,
         log(f"clean tree {copy}: building (first time: a full build) and running the suite")
         built, failed, secs, first = _suite(copy, cache, options, results, every)
         clean = Outcome("clean tree", built, failed, secs, first)
-        log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)")
+        log(f"  clean: {'PASSES' if built and not failed else 'FAILS'} ({secs:.0f} s)"
+            + (f": {first}" if first.startswith("build: ") else ""))
         outcomes = []
         for mutant in chosen:
             path = copy / mutant.path
@@ -220,7 +222,8 @@ def run(tree: Path | str | None, root: BuildRoot, options: SuiteOptions,
             finally:
                 path.write_text(original)
             outcomes.append(Outcome(mutant.name, built, failed, secs, first))
-            log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)")
+            log(f"  {mutant.name}: {outcomes[-1].verdict} ({secs:.0f} s)"
+                + (f": {first}" if not built else ""))
     return clean, outcomes
 
 

@@ -59,3 +59,22 @@ def test_a_mutant_that_cannot_be_tried_fails_the_self_check(tmp_path: Path, monk
     assert mutate.self_check_passed(clean, outcomes[:1])
     assert "NOT APPLIED" in mutate.table(clean, outcomes)
     assert (tree / mutate.C_FILE).read_text() == "present;\n", "the copy is restored"
+
+
+def test_a_state_that_does_not_build_says_why(tmp_path: Path, monkeypatch) -> None:
+    """`BUILD FAILED` once came with no reason at all (a fragment that no longer survived
+    olddefconfig looked like a broken mutant); the first line of the error is now shown."""
+    from harness.errors import ConfigError
+    from harness.workflows import mutate
+    from harness.workflows.options import SuiteOptions
+
+    def refuse(request, progress):
+        raise ConfigError("requested Kconfig symbols did not survive olddefconfig:\n"
+                          "  CONFIG_WIRELESS: asked n, olddefconfig left y")
+    monkeypatch.setattr(mutate, "prepare", refuse)
+    built, failed, _secs, why = mutate._suite(tmp_path, tmp_path, SuiteOptions(), tmp_path / "r")
+    assert (built, failed) == (False, True)
+    assert why == ("build: requested Kconfig symbols did not survive olddefconfig: "
+                   "CONFIG_WIRELESS: asked n, olddefconfig left y")
+    outcome = mutate.Outcome("m", built, failed, 1.0, why)
+    assert outcome.verdict == "BUILD FAILED" and why in mutate.table(outcome, [outcome])

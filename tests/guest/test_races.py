@@ -119,7 +119,7 @@ def test_processes_racing_to_install_the_same_tables(pgtable, ssh):
         base = pages.exact()
         tables = pgtable.many(ROUNDS)
         ids = [t.id for t in tables]
-        out = ssh.run("sh -s", stdin=_script(ids).encode(), timeout=60 + ROUNDS).check().stdout
+        out = ssh.run("sh -s", stdin=_script(ids).encode(), timeout=120 + 4 * ROUNDS).check().stdout
         _check_replies(_replies(out, ids))
         model = TableModel()
         for k in range(REGIONS):

@@ -6,6 +6,9 @@ cached beside it under its own name. No suite that meets them is a one-line refu
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +45,20 @@ class ToolMinimums:
 
 
 def read_minimums(tree: Path, root: BuildRoot) -> ToolMinimums:
-    """Run the tree's script inside the build root (the tree mounted read-only) for each tool."""
+    """Run the tree's script inside the build root (the tree mounted read-only) for each tool.
+
+    The answers depend on the script alone (it reads nothing else), so they are kept in the
+    cache by the script's content: running it costs a build-root entry per tool (~0.4 s of
+    every edit-loop run), reading the kept answers nothing."""
     script = tree / SCRIPT
     if not script.is_file():
         return ToolMinimums({})  # older trees: kbuild's own checks remain
+    key = hashlib.sha256(script.read_bytes() + repr((ARCH.name, sorted(TOOLS))).encode())
+    kept = root.cache / "toolreq" / f"{key.hexdigest()[:16]}.json"
+    try:
+        return ToolMinimums(dict(json.loads(kept.read_text())))
+    except (OSError, ValueError, TypeError):
+        pass
     needed = {}
     for tool in TOOLS:
         proc = root.run(["env", f"ARCH={ARCH.name}", f"SRCARCH={ARCH.name}", "sh", str(script), tool],
@@ -53,6 +66,10 @@ def read_minimums(tree: Path, root: BuildRoot) -> ToolMinimums:
         out = proc.stdout.decode(errors="replace").strip()
         if proc.returncode == 0 and version_tuple(out):
             needed[tool] = out
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    tmp = kept.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(needed))
+    tmp.replace(kept)
     return ToolMinimums(needed)
 
 

@@ -52,3 +52,32 @@ def test_no_suite_meets_it(roots: BuildRoot, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(toolreq, "read_minimums", lambda t, r: ToolMinimums({"bindgen": "0.99.0"}))
     with pytest.raises(TreeError, match=r"needs tools no build root offers: trixie: bindgen >= 0.99.0"):
         choose_root(Path("/t"), roots, print)
+
+
+def test_a_trees_minimums_are_read_once_per_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script runs in the build root once per tool; the answers are kept by its content, so
+    the next run of the same tree, or of a tree with the same script, runs nothing."""
+    fake_root(tmp_path, "root", TRIXIE)
+    root = BuildRoot(tmp_path)
+    runs: list[str] = []
+
+    class Done:
+        def __init__(self, out: str) -> None:
+            self.returncode, self.stdout = 0, out.encode()
+
+    def run(argv, binds=(), **kw):
+        runs.append(argv[-1])
+        return Done({"rustc": "1.85.0", "bindgen": "0.71.1", "llvm": "15.0.0"}[argv[-1]])
+    monkeypatch.setattr(BuildRoot, "run", lambda self, argv, binds=(), **kw: run(argv, binds))
+    trees = []
+    for name, script in (("a", "v1"), ("b", "v1"), ("c", "v2")):
+        (tmp_path / name / "scripts").mkdir(parents=True)
+        (tmp_path / name / toolreq.SCRIPT).write_text(f"# {script}\n")
+        trees.append(tmp_path / name)
+    first = toolreq.read_minimums(trees[0], root)
+    assert first.needed == {"rustc": "1.85.0", "bindgen": "0.71.1", "llvm": "15.0.0"}
+    assert sorted(runs) == ["bindgen", "llvm", "rustc"]
+    assert toolreq.read_minimums(trees[0], root) == first
+    assert toolreq.read_minimums(trees[1], root) == first and len(runs) == 3, "same script: kept"
+    toolreq.read_minimums(trees[2], root)
+    assert len(runs) == 6, "another script is run"

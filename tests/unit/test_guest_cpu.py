@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from harness.guest.cpu import find_qemu, process_cpu
@@ -33,4 +34,9 @@ def test_no_qemu_and_a_vanished_process_read_as_nothing(tmp_path):
     _proc(tmp_path, 20, "unshare", [21])  # 21 has exited
     assert find_qemu(20, tmp_path) is None
     assert process_cpu(21, tmp_path) == 0.0
-    assert find_qemu(os.getpid()) is None  # the real /proc: no QEMU below this test
+    with subprocess.Popen(["sleep", "30"]) as child:  # the real /proc: no QEMU below it
+        try:
+            assert find_qemu(child.pid) is None
+            assert process_cpu(child.pid) >= 0.0
+        finally:
+            child.kill()

@@ -5,9 +5,11 @@ A tree is only ever read: builds happen in `O=` directories under the cache.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -90,16 +92,37 @@ def _unpacked(root: BuildRoot, package: str, version: str, tarball: Path, origin
                 raise TreeError(f"{tarball} is missing: is {package} installed in the root?")
             tmp = dest.with_name(dest.name + ".tmp")
             tmp.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(tarball) as tar:
-                # Debian's own tarball; `filter` exists from Python 3.11.4 (bookworm has 3.11.2)
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(tmp, filter="fully_trusted")
-                else:
-                    tar.extractall(tmp)
+            extract(tarball, tmp)
             (tmp / package).rename(dest)
             tmp.rmdir()
             (dest / ".unpacked").write_text(version + "\n")
     return KernelTree(dest, origin)
+
+
+def extract(tarball: Path, into: Path) -> None:
+    """Unpacks Debian's own kernel tarball: with the host's xz and tar when it has them (a pipe,
+    so decompression and ~90,000 file writes share the two cores: 10 s for linux-source-7.3
+    where Python's tarfile takes 23 s of a cold run), else with tarfile."""
+    xz, tar = shutil.which("xz"), shutil.which("tar")
+    if xz is not None and tar is not None and tarball.name.endswith(".tar.xz"):
+        with subprocess.Popen([xz, "-dc", "--", str(tarball)], stdout=subprocess.PIPE) as unxz:
+            untar = subprocess.run([tar, "-x", "--no-same-owner", "-C", str(into), "-f", "-"],
+                                   stdin=unxz.stdout, stderr=subprocess.PIPE)
+            assert unxz.stdout is not None
+            unxz.stdout.close()
+        if unxz.returncode != 0 or untar.returncode != 0:
+            raise TreeError(f"cannot unpack {tarball}: xz exit {unxz.returncode}, tar exit "
+                            f"{untar.returncode}: {untar.stderr.decode(errors='replace')[-500:]}")
+        return
+    try:
+        with tarfile.open(tarball) as archive:
+            # Debian's own tarball; `filter` exists from Python 3.11.4 (bookworm has 3.11.2)
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(into, filter="fully_trusted")
+            else:
+                archive.extractall(into)
+    except (tarfile.TarError, EOFError, lzma.LZMAError) as exc:
+        raise TreeError(f"cannot unpack {tarball}: {exc}") from exc
 
 
 def user_tree(path: Path) -> KernelTree:

@@ -1,5 +1,6 @@
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,39 @@ def test_content_key_of_a_plain_tree_walks_it(tmp_path):
     assert clean == fingerprint(tree)
     (tree / "Makefile").write_text((tree / "Makefile").read_text() + "# edit\n")
     assert content_key(tree) != clean
+
+
+def _tarball(tmp_path: Path) -> Path:
+    import io
+    import tarfile
+    path = tmp_path / "linux-source-9.9.tar.xz"
+    with tarfile.open(path, "w:xz") as archive:
+        for name, data, mode in (("linux-source-9.9/Makefile", b"VERSION = 9\n", 0o644),
+                                 ("linux-source-9.9/scripts/ld-version.sh", b"#!/bin/sh\n", 0o755)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("host_tools", [True, False], ids=["xz and tar", "tarfile"])
+def test_a_source_tarball_unpacks_the_same_with_or_without_the_hosts_tools(tmp_path, monkeypatch, host_tools):
+    from harness.build import tree as tree_mod
+    if not host_tools:
+        monkeypatch.setattr(tree_mod.shutil, "which", lambda _name: None)
+    into = tmp_path / "out"
+    into.mkdir()
+    tree_mod.extract(_tarball(tmp_path), into)
+    assert (into / "linux-source-9.9/Makefile").read_bytes() == b"VERSION = 9\n"
+    assert os.access(into / "linux-source-9.9/scripts/ld-version.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("host_tools", [True, False], ids=["xz and tar", "tarfile"])
+def test_a_broken_tarball_is_a_tree_error(tmp_path, monkeypatch, host_tools):
+    from harness.build import tree as tree_mod
+    if not host_tools:
+        monkeypatch.setattr(tree_mod.shutil, "which", lambda _name: None)
+    broken = tmp_path / "linux-source-9.9.tar.xz"
+    broken.write_bytes(_tarball(tmp_path).read_bytes()[:100])
+    with pytest.raises(TreeError, match="cannot unpack"):
+        tree_mod.extract(broken, tmp_path)

@@ -117,8 +117,9 @@ def _program_members(sysroot: Path) -> list[Member]:
 
 
 def write_base(path: Path, sysroot: Path, module: Path, extra_modules: Sequence[Path] = ()) -> None:
-    if not (sysroot / "usr/bin/busybox").exists() or not (sysroot / "usr/sbin/dropbear").exists():
-        raise ImageError(f"{sysroot} lacks busybox or dropbear")
+    missing = [p for p in PROGRAMS if not (sysroot / p).exists()]
+    if missing:
+        raise ImageError(f"{sysroot} lacks {', '.join(missing)}")
     buf = io.BytesIO()
     writer = CpioWriter(buf)
     for member in base_members(sysroot, module, extra_modules):

@@ -12,8 +12,8 @@ the global value, and the vmstat shepherd folds the rest about once a second. So
 exact only to the sum of the thresholds (`PageCounter.slack`), and a read taken after the counter
 has held still for longer than the shepherd's period is exact (`settled`). Faster still, and
 exact at once: a read of `/proc/sys/vm/stat_refresh` folds every CPU's difference in before it
-returns (`exact`); the base config has PROC_SYSCTL for it, and a kernel without it falls back
-to `settled`.
+returns (`exact`). 7.3's base config has /proc/sys (its SYSCTL, once PROC_SYSCTL); a kernel
+without it falls back to `settled`.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ asserts nothing that needs pytest's assertion rewriting.)"""
 from .fixtures import (dma_bench, guest, guest_manager, guest_pool, kernel_build, kernel_log,
                        module, pgtable, qmp, ssh)
 from .hooks import (pytest_addoption, pytest_collection_modifyitems, pytest_configure,
-                    pytest_configure_node, pytest_runtest_call, pytest_runtest_makereport, pytest_runtest_protocol,
+                    pytest_configure_node, pytest_runtest_call, pytest_runtest_makereport,
+                    pytest_runtest_protocol,
                     pytest_sessionfinish)
 
 __all__ = ["dma_bench", "guest", "guest_manager", "guest_pool", "kernel_build", "kernel_log",

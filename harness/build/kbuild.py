@@ -138,7 +138,7 @@ def build(tree: KernelTree, api: ApiProbe, fragment_names: list[str], toolchain:
                 if kernel_current:
                     progress(f"kernel build {key}: kernel unchanged; building this test module")
                 else:
-                    _configure(step, make, out, bdir, texts, frag_digest, progress)
+                    _configure(step, make, tree.path, out, bdir, texts, frag_digest, progress)
                     progress(f"kernel build {key}: make Image modules (log: {log})")
                     # with CONFIG_GDB_SCRIPTS, vmlinux-gdb.py and its helpers beside vmlinux
                     gdb = ["scripts_gdb"] if "CONFIG_GDB_SCRIPTS=y" in (out / ".config").read_text() else []
@@ -181,17 +181,23 @@ def _config_current(out: Path, bdir: Path, frag_digest: str) -> bool:
     return (out / ".config").exists() and marker.exists() and marker.read_text() == frag_digest
 
 
-def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Path, bdir: Path,
-               texts: list[str], frag_digest: str, progress: Progress) -> None:
+def _configure(step: Callable[[str, list[str]], None], make: list[str], tree: Path, out: Path,
+               bdir: Path, texts: list[str], frag_digest: str, progress: Progress) -> None:
+    """`make tinyconfig`, then the fragments and olddefconfig, with the .config the tree's own
+    targets give but two top-level makes fewer: tinyconfig re-enters make for allnoconfig,
+    for its fragment and for olddefconfig, and every top-level make re-runs the tree's
+    compiler probes (~4 s each under the build root). Same steps, same order, same result."""
     marker = bdir / "config.digest"
     if _config_current(out, bdir, frag_digest):
         return
     progress("kernel config: tinyconfig + fragments + olddefconfig")
     step("rustavailable", make[:5] + ["rustavailable"])
-    step("tinyconfig", make + ["tinyconfig"])
+    base, tiny = kconfig.tiny_fragments(tree, ARCH.name)
+    step("allnoconfig", make + ([f"KCONFIG_ALLCONFIG={base}"] if base else []) + ["allnoconfig"])
+    _append(out / ".config", "tinyconfig's fragments", "".join(p.read_text() for p in tiny))
+    step("olddefconfig (tinyconfig)", make + ["olddefconfig"])
     requested = kconfig.merge(texts)
-    with open(out / ".config", "a") as cfg:
-        cfg.write("\n# iopt-hil fragments\n" + kconfig.render(requested))
+    _append(out / ".config", "iopt-hil fragments", kconfig.render(requested))
     step("olddefconfig", make + ["olddefconfig"])
     dropped = kconfig.check(requested, kconfig.parse((out / ".config").read_text()))
     if dropped:
@@ -199,6 +205,12 @@ def _configure(step: Callable[[str, list[str]], None], make: list[str], out: Pat
                           "dependency, or not in this tree):\n  "
                           + "\n  ".join(map(str, dropped)), [d.symbol for d in dropped])
     marker.write_text(frag_digest)
+
+
+def _append(config: Path, what: str, text: str) -> None:
+    """A later line for a symbol wins in kconfig, as merge_config.sh's replacement does."""
+    with open(config, "a") as cfg:
+        cfg.write(f"\n# {what}\n{text}")
 
 
 def sync_module(moddir: Path) -> None:

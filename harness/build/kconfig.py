@@ -49,6 +49,15 @@ def fragment_paths(names: list[str]) -> list[Path]:
     return paths
 
 
+def tiny_fragments(tree: Path, arch: str) -> tuple[str | None, list[Path]]:
+    """What the tree's `make tinyconfig` reads (scripts/kconfig/Makefile): allnoconfig's
+    KCONFIG_ALLCONFIG (relative to the tree, None where the tree has no tiny-base.config), then
+    the tiny.config fragments of the kernel and of the architecture that exist."""
+    base = "kernel/configs/tiny-base.config"
+    fragments = [tree / "kernel/configs/tiny.config", tree / "arch" / arch / "configs/tiny.config"]
+    return (base if (tree / base).is_file() else None), [p for p in fragments if p.is_file()]
+
+
 def merge(fragments: list[str]) -> dict[str, str | None]:
     """Later fragments override earlier ones, as merge_config.sh does."""
     merged: dict[str, str | None] = {}

@@ -40,3 +40,16 @@ def test_module_sync_copies_changes_and_removes_deleted_sources(tmp_path):
     mtime = kept.stat().st_mtime_ns
     sync_module(moddir)
     assert kept.stat().st_mtime_ns == mtime  # unchanged files keep their mtime (kbuild)
+
+
+def test_tiny_fragments_are_those_the_trees_tinyconfig_reads(tmp_path):
+    (tmp_path / "kernel/configs").mkdir(parents=True)
+    (tmp_path / "kernel/configs/tiny.config").write_text("CONFIG_EMBEDDED=y\n")
+    assert kconfig.tiny_fragments(tmp_path, "arm64") == (None, [tmp_path / "kernel/configs/tiny.config"])
+    (tmp_path / "kernel/configs/tiny-base.config").write_text("CONFIG_EXPERT=y\n")
+    (tmp_path / "arch/x86/configs").mkdir(parents=True)
+    (tmp_path / "arch/x86/configs/tiny.config").write_text("CONFIG_NOHIGHMEM=y\n")
+    base, tiny = kconfig.tiny_fragments(tmp_path, "x86")
+    assert base == "kernel/configs/tiny-base.config"
+    assert tiny == [tmp_path / "kernel/configs/tiny.config", tmp_path / "arch/x86/configs/tiny.config"]
+    assert kconfig.tiny_fragments(tmp_path, "arm64")[1] == [tmp_path / "kernel/configs/tiny.config"]

@@ -1,6 +1,6 @@
 """The edit loop, measured: how long from saving a file to a verdict, and where the time goes.
 
-    ./iopt-hil edit-loop [--edits 5] [--scenarios c,rust,narrow,nochange] [--cold]
+    ./iopt-hil edit-loop [--edits 5] [--scenarios c,rust,narrow,nochange,bug] [--cold]
 
 It makes a git copy of the default tree once (in the cache; its first build is a full one), then
 for each scenario runs `iopt-hil run --tree COPY` after an edit, `--edits` times:
@@ -8,6 +8,8 @@ for each scenario runs `iopt-hil run --tree COPY` after an edit, `--edits` times
   rust     a comment line appended to rust/kernel/iommu/pgtable.rs
   narrow   no edit, the suite narrowed with -k to one test file (--narrow, default test_map_basic)
   nochange no edit, the whole suite again
+  bug      a one-line bug in io-pgtable-arm.c (a different one of `mutate`'s each time), the
+           whole suite with -x: how soon a broken edit is red (it must be: a green is a miss)
 and prints minimum, median and maximum of every phase: make's tree walk, compile, the vmlinux
 link and its kallsyms passes, the test module, initramfs, boot to SSH, KUnit, each test file,
 the reports. The run's own phases come from its results/timings.json; make's are read from the
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,11 +42,14 @@ from harness.build.cachedir import cache_root  # noqa: E402
 from harness.build.git import git  # noqa: E402
 from harness.build.tree import default_tree  # noqa: E402
 from harness.timeline import Phase, read  # noqa: E402
+from harness.workflows.mutate import C_FILE, MUTANTS, SUITE, Mutant  # noqa: E402
 from tests.harness.kernel_repo import kernel_repo  # noqa: E402
 
-C_FILE = "drivers/iommu/io-pgtable-arm.c"
 RUST_FILE = "rust/kernel/iommu/pgtable.rs"
-TARGETS = {"c": 15.0, "rust": 20.0, "narrow": 8.0, "nochange": 10.0}  # seconds, issue #16
+TARGETS = {"c": 15.0, "rust": 20.0, "narrow": 8.0, "nochange": 10.0,  # seconds, issue #16
+           "bug": 15.0}  # the C edit's budget, for the red verdict of a broken edit
+# The one-line C bugs the common-path test files must catch (not the race or device ones).
+BUGS = [m for m in MUTANTS if m.path == C_FILE and m.suite == SUITE]
 COLD_TARGET = 360.0
 STEP = re.compile(r"  ([A-Z][A-Z0-9_]*(?: \[M\]| [A-Z])?) +(\S+)")
 
@@ -144,17 +150,18 @@ class Sample:
     cpu: float = 0.0  # CPU seconds of the whole run: harness, make, compilers, QEMUs
     guest_cpu: dict[str, float] = field(default_factory=dict)  # QEMU CPU per phase
     host_cpu: dict[str, float] = field(default_factory=dict)  # harness CPU per phase
+    failed: str = ""  # the first failing test the run's JUnit file names
 
 
 def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
-             env: dict[str, str]) -> Sample:
+             env: dict[str, str], expected: tuple[int, ...] = (0,)) -> Sample:
     argv = [str(ROOT / "iopt-hil"), "run", "--tree", str(tree), "--results", str(results), *extra]
     with LogFollower(cache, tree) as follower:
         started, before = time.monotonic(), _children_cpu()
         proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         total, cpu = time.monotonic() - started, _children_cpu() - before
     timeline = read(results / "timings.json") if (results / "timings.json").exists() else []
-    if proc.returncode not in (0,):
+    if proc.returncode not in expected:  # the output of a run that ended unexpectedly
         sys.stderr.write(proc.stdout.decode(errors="replace")[-3000:])
     # with -n N each worker's phases come prefixed `gwK: `: summed over the guests
     sample = Sample(total, {}, {}, proc.returncode, cpu=cpu)
@@ -168,8 +175,21 @@ def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
                 if value:
                     into[name] = into.get(name, 0.0) + value
     sample.phases.update(make_phases(follower.out.lines, timeline))
+    sample.failed = first_failure(results / "junit.xml")
     sample.walls = {p.name: p.seconds for p in timeline if p.name.endswith("(all)")}
     return sample
+
+
+def first_failure(junit: Path) -> str:
+    """The first failed or erroring test case of a JUnit file ("" if none, or no file)."""
+    try:
+        cases = ET.parse(junit).getroot().iter("testcase")
+    except (OSError, ET.ParseError):
+        return ""
+    for case in cases:
+        if case.find("failure") is not None or case.find("error") is not None:
+            return f"{case.get('classname', '')}::{case.get('name', '')}"
+    return ""
 
 
 def _children_cpu() -> float:
@@ -206,6 +226,18 @@ def edit(tree: Path, path: str, n: int) -> None:
         f.write(comment + "\n")
 
 
+def break_c(tree: Path, bug: Mutant) -> None:
+    """io-pgtable-arm.c at its commit, then with one of mutate's one-line bugs."""
+    git(tree, "checkout", "--quiet", "--", C_FILE)
+    target = tree / C_FILE
+    text = target.read_text()
+    for old, new in ((bug.old, bug.new), *bug.also):
+        if text.count(old) != 1:
+            raise SystemExit(f"bug {bug.name!r}: its line is not in {C_FILE} exactly once")
+        text = text.replace(old, new)
+    target.write_text(text)
+
+
 def reset(tree: Path, env: dict[str, str]) -> None:
     """The copy back at its commit, and built so (the next scenario starts from a built tree)."""
     git(tree, "checkout", "--quiet", "--", C_FILE, RUST_FILE)
@@ -219,6 +251,12 @@ def report(name: str, samples: list[Sample]) -> None:
     med = statistics.median(totals)
     verdict = "" if target is None else (f"  target <= {target:.0f} s: "
                                           + ("met" if med <= target else "NOT met"))
+    if name == "bug":
+        # red: a failing test named in the JUnit file (pytest-xdist's -x ends with status 2)
+        missed = [s for s in samples if s.status == 0 or not s.failed]
+        print(f"\n## bug: {len(samples) - len(missed)} of {len(samples)} broken edits red"
+              + (f"; MISSED (exit status {[s.status for s in missed]})" if missed else "")
+              + "; first failures: " + ", ".join(s.failed.rsplit(".", 1)[-1] or "-" for s in samples))
     print(f"\n## {name}: verdict in min {min(totals):.1f} / median {med:.1f} / max {max(totals):.1f} s "
           f"over {len(samples)} runs (exit status {sorted({s.status for s in samples})}){verdict}")
     if target is not None and med > target:
@@ -268,7 +306,7 @@ def cold(env: dict[str, str]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--edits", type=int, default=5)
-    ap.add_argument("--scenarios", default="c,rust,narrow,nochange")
+    ap.add_argument("--scenarios", default="c,rust,narrow,nochange,bug")
     ap.add_argument("--narrow", default="test_map_basic", help="-k expression of the narrowed run")
     ap.add_argument("--cold", action="store_true", help="also time a run on an empty cache")
     ap.add_argument("--pytest-args", default="", help="more arguments for every run (e.g. -x)")
@@ -293,8 +331,11 @@ def main() -> int:
             for n in range(args.edits):
                 if name in ("c", "rust"):
                     edit(tree, C_FILE if name == "c" else RUST_FILE, n)
-                more = ["-k", args.narrow] if name == "narrow" else []
-                samples.append(run_once(tree, cache, results, extra + more, env))
+                if name == "bug":
+                    break_c(tree, BUGS[n % len(BUGS)])
+                more = ["-k", args.narrow] if name == "narrow" else ["-x"] if name == "bug" else []
+                samples.append(run_once(tree, cache, results, extra + more, env,
+                                        expected=(1, 2) if name == "bug" else (0,)))
             reset(tree, env)
             report(name, samples)
     return 0

@@ -464,7 +464,7 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("edit-loop", help="benchmark: where the time of the edit loop goes (a C "
                         "edit, a pgtable.rs edit, -k, no change; --cold: an empty cache)")
     sp.add_argument("benchmark_args", nargs=argparse.REMAINDER,
-                    help="the benchmark's options: --edits N, --scenarios c,rust,narrow,nochange, --cold")
+                    help="the benchmark's options: --edits N, --scenarios c,rust,narrow,nochange,bug, --cold")
     sp.set_defaults(func=cmd_edit_loop)
     sp = sub.add_parser("clean", help="remove builds and images (--all: build root, trees, "
                         "private worktrees too)")

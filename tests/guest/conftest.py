@@ -1,11 +1,22 @@
-"""Hypothesis profiles for the guest sequences: `default` stays fast, `long` soaks."""
-from hypothesis import HealthCheck, settings
+"""Hypothesis profiles for the guest sequences: `default` stays fast, `long` soaks, and
+`failfast` (a run that stops at its first failure, `-x`) reports a failing example unshrunk."""
+from hypothesis import HealthCheck, Phase, settings
 
 _common = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("default", max_examples=8, stateful_step_count=15, **_common)
 settings.register_profile("long", max_examples=300, stateful_step_count=60, **_common)
+# Shrinking a failing sequence replays it in the guest hundreds of times (50 s on 6 Dec): under
+# -x the other guests' workers wait for it before the run can stop. The failure still prints
+# the sequence and a @reproduce_failure blob; rerun the test alone to shrink it.
+settings.register_profile("failfast", settings.get_profile("default"),
+                          phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
 settings.load_profile("default")
+
+
+def pytest_configure(config) -> None:
+    if config.getoption("maxfail") and config.getoption("hypothesis_profile") is None:
+        settings.load_profile("failfast")
 
 # Run order (a stable sort of the collected items): the quick tests that any break of the
 # io-pgtable contract trips first, so that `-x` gives a verdict on a broken edit in seconds;

@@ -46,3 +46,25 @@ def test_an_unmet_target_names_the_build_when_it_is_the_larger_part(capsys):
     assert matrix.split()[-6:] == ["4.50", "1.25", "(63", "tests,", "86", "ms/test)"], matrix
     bench.report("narrow", [_sample(bench, 5.0, 0.3, 1.5)])
     assert "what it would take" not in capsys.readouterr().out, "a met target needs no such line"
+
+
+def test_a_broken_edit_that_stays_green_is_reported_as_missed(capsys, tmp_path):
+    bench = _bench()
+    red, green = _sample(bench, 12.0, 7.0, 4.0), _sample(bench, 40.0, 7.0, 30.0)
+    red.status, red.failed = 1, "tests.guest.test_contract::test_read_only"
+    bench.report("bug", [red, green])
+    out = capsys.readouterr().out
+    assert "## bug: 1 of 2 broken edits red; MISSED (exit status [0])" in out
+    assert "first failures: test_contract::test_read_only, -" in out
+    junit = tmp_path / "junit.xml"
+    junit.write_text('<testsuites><testsuite><testcase classname="a.b" name="ok"/>'
+                     '<testcase classname="tests.guest.test_x" name="t[4K]"><failure/></testcase>'
+                     '</testsuite></testsuites>')
+    assert bench.first_failure(junit) == "tests.guest.test_x::t[4K]"
+    assert bench.first_failure(tmp_path / "none.xml") == ""
+
+
+def test_every_bug_of_the_bug_scenario_is_a_common_path_c_bug():
+    bench = _bench()
+    assert len(bench.BUGS) >= 5
+    assert all(b.path == bench.C_FILE and b.suite == bench.SUITE for b in bench.BUGS)

@@ -46,11 +46,16 @@ def _handed(config: pytest.Config) -> PreparedBuild | None:
     return handed[0] if handed else None
 
 
+def results_base(config: pytest.Config) -> Path:
+    """--results: the run's own results directory, the same for every pytest-xdist worker."""
+    base: Path = (config.getoption("--results") or results_default()).resolve()
+    return base
+
+
 def results_dir(config: pytest.Config) -> Path:
     """--results, or a per-worker subdirectory under pytest-xdist (each worker has its guest)."""
-    base: Path = (config.getoption("--results") or results_default()).resolve()
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    return base / worker if worker else base
+    return results_base(config) / worker if worker else results_base(config)
 
 
 PREPARED_INPUT = "iopt_hil_prepared"  # pytest-xdist workerinput: the controller's build

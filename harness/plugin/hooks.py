@@ -13,7 +13,7 @@ from ..pgtable.lpae import DEFAULT_GRANULE
 from ..pgtable.tables import describe_walks
 from ..workflows.options import PLUGIN_OPTIONS
 from ..timeline import TIMELINE
-from . import failfast, kunit_items
+from . import failfast, kunit_items, lastfailed
 from .fixtures import (BROKEN_KEY, FAILED_KEY, GUEST_CPU_KEY, PREPARED_INPUT, TABLES_KEY,
                        WATCH_KEY, handed_to_worker, results_dir)
 
@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(kunit_items):
         config.pluginmanager.register(kunit_items, "iopt-hil-kunit")
     failfast.register(config)
+    lastfailed.register(config)
     config.addinivalue_line("markers", "guest: needs a booted guest (builds a kernel first)")
     config.addinivalue_line("markers", "vcpus(n): runs on a guest of n vCPUs (default 1), for "
                             "tests of guest processes that must truly run at once")

@@ -68,3 +68,13 @@ def test_every_bug_of_the_bug_scenario_is_a_common_path_c_bug():
     bench = _bench()
     assert len(bench.BUGS) >= 5
     assert all(b.path == bench.C_FILE and b.suite == bench.SUITE for b in bench.BUGS)
+
+
+def test_a_slow_cold_run_names_its_largest_phase_and_how_busy_the_cores_were():
+    bench = _bench()
+    from harness.timeline import Phase
+    timeline = [Phase("build: build root", 0.0, 43.0), Phase("build: kernel", 60.0, 266.0),
+                Phase("build (all)", 0.0, 340.0), Phase("suite: test_matrix.py", 400.0, 30.0)]
+    line = bench.cold_blocker(timeline, 386.0, 650.0, 2)
+    assert "26 s off" in line and "the largest phase is build: kernel (266 s)" in line
+    assert "650 CPU-seconds, 84% of 2 cores for 386 s" in line

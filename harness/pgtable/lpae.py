@@ -6,6 +6,7 @@ table descriptor formats"), so the decoder can disagree with io-pgtable-arm when
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_LEVEL = 3
 
@@ -94,6 +95,7 @@ def _cache_policy(nibble: int) -> str:
     return f"{kind}{'-' + alloc + 'a' if alloc else ''}"
 
 
+@lru_cache(maxsize=1024)  # a walk asks once per leaf, of a handful of (mair, index) pairs
 def decode_mair(mair: int, index: int) -> MemType:
     attr = (mair >> (8 * index)) & 0xFF
     if attr & 0xF0 == 0:
@@ -181,9 +183,14 @@ def decode(raw: int, level: int, granule: Granule) -> Descriptor:
         address = granule.output_address(raw, level)
     else:
         address = 0
-    return Descriptor(
+    # A walk decodes every descriptor of every table it reads (hundreds of thousands in a
+    # run): the fields go straight into the frozen instance's __dict__, which is what its
+    # generated __init__ does one object.__setattr__ at a time, at twice the cost.
+    desc = object.__new__(Descriptor)
+    desc.__dict__.update(
         raw=raw, level=level, kind=kind, address=address,
         attr_index=(raw >> 2) & 0x7, ns=bool(raw >> 5 & 1), ap=(raw >> 6) & 0x3,
         sh=(raw >> 8) & 0x3, af=bool(raw >> 10 & 1), ng=bool(raw >> 11 & 1),
         dbm=bool(raw >> 51 & 1), contiguous=bool(raw >> 52 & 1), pxn=bool(raw >> 53 & 1),
         uxn=bool(raw >> 54 & 1), software=(raw >> 55) & 0xF, table_attrs=(raw >> 59) & 0x1F)
+    return desc

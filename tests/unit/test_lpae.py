@@ -72,3 +72,22 @@ def test_block_address_drops_low_bits_and_64k_holds_high_oa():
     assert decode(0x4020_0000 | 1, 2, G4K).address == 0x4020_0000
     raw = 0x2000_0000 | (0x3 << 12) | 1  # 64K block, OA[51:48] = 3
     assert decode(raw, 2, G64K).address == (3 << 48) | 0x2000_0000
+
+
+def test_decode_fills_every_field_as_the_dataclass_would():
+    """decode builds the frozen Descriptor without its __init__ (speed): every field must be
+    set, equal to what the constructor makes, and the instance still frozen."""
+    import dataclasses
+
+    from harness.pgtable.lpae import Descriptor
+
+    names = {f.name for f in dataclasses.fields(Descriptor)}
+    for granule in GRANULES.values():
+        for level in range(4):
+            for raw in (0, 0x2, 0x3 | 1 << 63, 0x0060_0000_8000_0743, 0xFFFF_FFFF_FFFF_FFFF):
+                d = decode(raw, level, granule)
+                assert set(vars(d)) == names
+                made = Descriptor(**{n: getattr(d, n) for n in names})
+                assert d == made and hash(d) == hash(made) and repr(d) == repr(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.raw = 1  # type: ignore[misc]

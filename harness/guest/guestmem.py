@@ -69,6 +69,12 @@ class ShmMemory:
         off = check_in_ram(addr, size, self.base, self.size)
         return self._map[off:off + size]
 
+    def read_into(self, addr: int, buf: bytearray) -> None:
+        """`read` into the caller's buffer: for tens of MiB at a time, a fresh bytes object
+        costs its page faults on every read; a buffer kept between reads costs them once."""
+        off = check_in_ram(addr, len(buf), self.base, self.size)
+        memoryview(buf)[:] = memoryview(self._map)[off:off + len(buf)]
+
     def close(self) -> None:
         self._map.close()
         if self._window is not None:
@@ -104,6 +110,9 @@ class FakeMemory:
 
     def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, value.to_bytes(8, "little"))
+
+    def read_into(self, addr: int, buf: bytearray) -> None:
+        buf[:] = self.read(addr, len(buf))
 
     def read(self, addr: int, size: int) -> bytes:
         out = bytearray()

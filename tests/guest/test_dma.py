@@ -74,7 +74,7 @@ def test_bytes_land_where_the_host_walk_says(pgtable, bench, granule, size, kind
     dst = dst_iova + (dst_pa & (size - 1))
     assert (w.translate(src), w.translate(dst)) == (src_pa, dst_pa)
     bench.attach(table)
-    before = bench.window_bytes()
+    before = bench.snapshot()
     sent, got = bench.roundtrip(table, src, dst, 0x1000, seed=size)
     assert got == sent
     # what may have changed: the source bytes the host placed, the destination the device wrote
@@ -114,11 +114,11 @@ def test_unmapped_iova_raises_f_translation_and_moves_nothing(pgtable, bench, ke
     w = table.walk()
     bench.place(w, 0x10_0000, 0x1000, seed=7)
     assert bench.to_device(table, 0x10_0000, 0x1000).ret == 0  # the device's buffer is full
-    before = bench.window_bytes()
+    before = bench.snapshot()
     unmapped = 0x40_0000 + 0x120
     r = bench.from_device(table, unmapped, 0x40, expect="translation")
     assert (r.ret, r.event, r.iova) == (-14, "F_TRANSLATION", unmapped), r.line
-    assert bench.window_bytes() == before, "a faulting transfer changed guest RAM"
+    assert bench.unchanged(before), "a faulting transfer changed guest RAM"
     r = bench.to_device(table, unmapped, 0x40, expect="translation")
     assert (r.ret, r.event, r.iova) == (-14, "F_TRANSLATION", unmapped), r.line
     # an event nobody asked for is a splat, like the kernel driver's fault reports
@@ -138,10 +138,10 @@ def test_device_write_to_a_read_only_mapping_raises_f_permission(pgtable, bench)
     sent = bench.place(w, 0x10_0000, 0x1000, seed=3).data
     assert bench.to_device(table, 0x10_0000, 0x1000).ret == 0
     bench.clear(w, 0x20_0000, 0x1000, fill=0x5A)
-    before = bench.window_bytes()
+    before = bench.snapshot()
     r = bench.from_device(table, 0x20_0000 + 0x40, 0x100, expect="permission")
     assert (r.ret, r.event, r.iova) == (-14, "F_PERMISSION", 0x20_0040), r.line
-    assert bench.window_bytes() == before
+    assert bench.unchanged(before)
     # reading through the read-only mapping is allowed
     bench.place(w, 0x20_0000, 0x1000, seed=4)
     assert bench.to_device(table, 0x20_0000, 0x1000).ret == 0

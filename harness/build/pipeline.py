@@ -45,12 +45,14 @@ def prepare(request: BuildRequest, progress: Progress = print,
     with TIMELINE.phase("build: build root"):
         root = BuildRoot(cache).ensure(progress, on_steps)  # QEMU and guest packages come from here too
     if request.tree is None:
-        tree = default_tree(root)
+        with TIMELINE.phase("build: tree unpack"):  # once per cache: seconds of a cold run
+            tree = default_tree(root)
         validate(tree)
         source = f"{ARCH.source_package}={root.versions().get(ARCH.source_package, '?')}"
     elif str(request.tree).startswith(PACKAGE_PREFIX):
         package = str(request.tree)[len(PACKAGE_PREFIX):]
-        tree = packaged_tree(root, package)
+        with TIMELINE.phase("build: tree unpack"):
+            tree = packaged_tree(root, package)
         validate(tree)
         source = f"{package}={(tree.path / '.unpacked').read_text().strip()}"
     else:

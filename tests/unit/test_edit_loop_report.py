@@ -78,3 +78,18 @@ def test_a_slow_cold_run_names_its_largest_phase_and_how_busy_the_cores_were():
     line = bench.cold_blocker(timeline, 386.0, 650.0, 2)
     assert "26 s off" in line and "the largest phase is build: kernel (266 s)" in line
     assert "650 CPU-seconds, 84% of 2 cores for 386 s" in line
+
+
+def test_the_cold_report_lists_the_runs_phases_and_sums_the_guests_files():
+    bench = _bench()
+    from harness.timeline import Phase
+    timeline = [Phase("build: build root", 0.0, 44.0), Phase("build: tree unpack", 44.0, 11.0),
+                Phase("build: kernel", 60.0, 266.0), Phase("gw0: boot (boot-1): qemu to ssh", 330, 2.5),
+                Phase("gw0: suite: test_matrix.py", 333.0, 14.0),
+                Phase("gw1: suite: test_races.py", 333.0, 8.0), Phase("suite: test_dma.py", 340, 1.0)]
+    lines = bench.cold_report(timeline, 350.0, 0, 600.0, 2)
+    assert lines[0].endswith("target <= 360 s: met") and "what it would take" not in "".join(lines)
+    names = [line.split("  ")[1] for line in lines[1:-1]]
+    assert names == ["build: build root", "build: tree unpack", "build: kernel"]
+    assert lines[-1].split() == ["test", "files", "(summed", "over", "the", "guests)", "23.0"]
+    assert "NOT met" in bench.cold_report(timeline, 400.0, 0, 600.0, 2)[0]

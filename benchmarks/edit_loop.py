@@ -41,6 +41,7 @@ from harness.build.buildroot import BuildRoot  # noqa: E402
 from harness.build.cachedir import cache_root  # noqa: E402
 from harness.build.git import git  # noqa: E402
 from harness.build.tree import default_tree  # noqa: E402
+from harness.results.reports import read_junit  # noqa: E402
 from harness.timeline import Phase, read  # noqa: E402
 from harness.workflows.mutate import C_FILE, MUTANTS, SUITE, Mutant  # noqa: E402
 from tests.harness.kernel_repo import kernel_repo  # noqa: E402
@@ -183,13 +184,10 @@ def run_once(tree: Path, cache: Path, results: Path, extra: list[str],
 def first_failure(junit: Path) -> str:
     """The first failed or erroring test case of a JUnit file ("" if none, or no file)."""
     try:
-        cases = ET.parse(junit).getroot().iter("testcase")
+        cases, _ = read_junit(junit)
     except (OSError, ET.ParseError):
         return ""
-    for case in cases:
-        if case.find("failure") is not None or case.find("error") is not None:
-            return f"{case.get('classname', '')}::{case.get('name', '')}"
-    return ""
+    return next((c.name for c in cases if c.outcome in ("failed", "error")), "")
 
 
 def _children_cpu() -> float:
@@ -230,12 +228,10 @@ def break_c(tree: Path, bug: Mutant) -> None:
     """io-pgtable-arm.c at its commit, then with one of mutate's one-line bugs."""
     git(tree, "checkout", "--quiet", "--", C_FILE)
     target = tree / C_FILE
-    text = target.read_text()
-    for old, new in ((bug.old, bug.new), *bug.also):
-        if text.count(old) != 1:
-            raise SystemExit(f"bug {bug.name!r}: its line is not in {C_FILE} exactly once")
-        text = text.replace(old, new)
-    target.write_text(text)
+    broken = bug.applied(target.read_text())
+    if broken is None:
+        raise SystemExit(f"bug {bug.name!r}: its line is not in {C_FILE} exactly once")
+    target.write_text(broken)
 
 
 def reset(tree: Path, env: dict[str, str]) -> None:
@@ -256,7 +252,7 @@ def report(name: str, samples: list[Sample]) -> None:
         missed = [s for s in samples if s.status == 0 or not s.failed]
         print(f"\n## bug: {len(samples) - len(missed)} of {len(samples)} broken edits red"
               + (f"; MISSED (exit status {[s.status for s in missed]})" if missed else "")
-              + "; first failures: " + ", ".join(s.failed.rsplit(".", 1)[-1] or "-" for s in samples))
+              + "; first failures: " + ", ".join(s.failed.rsplit("/", 1)[-1] or "-" for s in samples))
     print(f"\n## {name}: verdict in min {min(totals):.1f} / median {med:.1f} / max {max(totals):.1f} s "
           f"over {len(samples)} runs (exit status {sorted({s.status for s in samples})}){verdict}")
     if target is not None and med > target:
@@ -306,17 +302,20 @@ def cold_report(timeline: list[Phase], total: float, status: int, cpu: float,
              f"target <= {COLD_TARGET:.0f} s: {'met' if total <= COLD_TARGET else 'NOT met'}"]
     if total > COLD_TARGET:
         lines.append(cold_blocker(timeline, total, cpu, cores))
-    lines += [f"  {p.name:<40} {p.seconds:7.1f}" for p in timeline
-              if not re.match(r"gw\d+: |suite: ", p.name)]
+    lines += [f"  {p.name:<40} {p.seconds:7.1f}" for p in timeline if _runs_own(p)]
     files = sum(p.seconds for p in timeline if re.match(r"(gw\d+: )?suite: ", p.name))
     lines.append(f"  {'test files (summed over the guests)':<40} {files:7.1f}")
     return lines
 
 
+def _runs_own(phase: Phase) -> bool:
+    """A phase of the run itself, not of a guest's worker or test file."""
+    return not re.match(r"gw\d+: |suite: ", phase.name)
+
+
 def cold_blocker(timeline: list[Phase], total: float, cpu: float, cores: int) -> str:
     """For a cold run over its target: the largest phase, and how busy the cores were."""
-    phases = {p.name: p.seconds for p in timeline if not p.name.endswith("(all)")
-              and not p.name.startswith(("suite: ", "gw"))}
+    phases = {p.name: p.seconds for p in timeline if _runs_own(p) and not p.name.endswith("(all)")}
     name, seconds = max(phases.items(), key=lambda kv: kv[1]) if phases else ("?", 0.0)
     return (f"  what it would take: {total - COLD_TARGET:.0f} s off; the largest phase is "
             f"{name} ({seconds:.0f} s); the whole run used {cpu:.0f} CPU-seconds, "

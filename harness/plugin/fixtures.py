@@ -48,14 +48,13 @@ def _handed(config: pytest.Config) -> PreparedBuild | None:
 
 def results_base(config: pytest.Config) -> Path:
     """--results: the run's own results directory, the same for every pytest-xdist worker."""
-    base: Path = (config.getoption("--results") or results_default()).resolve()
-    return base
+    return Path(config.getoption("--results") or results_default()).resolve()
 
 
 def results_dir(config: pytest.Config) -> Path:
     """--results, or a per-worker subdirectory under pytest-xdist (each worker has its guest)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    return results_base(config) / worker if worker else results_base(config)
+    base, worker = results_base(config), os.environ.get("PYTEST_XDIST_WORKER")
+    return base / worker if worker else base
 
 
 PREPARED_INPUT = "iopt_hil_prepared"  # pytest-xdist workerinput: the controller's build

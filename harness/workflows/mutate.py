@@ -42,6 +42,15 @@ class Mutant:
     suite: tuple[str, ...] = SUITE  # the test files that must kill it
     also: tuple[tuple[str, str], ...] = ()  # further (old, new) edits of the same file
 
+    def applied(self, text: str) -> str | None:
+        """`text` with every edit made, or None if a line to change is not there exactly once."""
+        edits = ((self.old, self.new),) + self.also
+        if any(text.count(old) != 1 for old, _ in edits):
+            return None
+        for old, new in edits:
+            text = text.replace(old, new)
+        return text
+
 
 MUTANTS = [
     Mutant("read-only bit inverted", C_FILE,
@@ -208,14 +217,11 @@ def run(tree: Path | str | None, root: BuildRoot, options: SuiteOptions,
         for mutant in chosen:
             path = copy / mutant.path
             original = path.read_text()
-            edits = ((mutant.old, mutant.new),) + mutant.also
-            if any(original.count(old) != 1 for old, _ in edits):
+            mutated = mutant.applied(original)
+            if mutated is None:
                 outcomes.append(Outcome(mutant.name, False, False, 0.0, applied=False))
                 log(f"  {mutant.name}: pattern not found exactly once in {mutant.path}")
                 continue
-            mutated = original
-            for old, new in edits:
-                mutated = mutated.replace(old, new)
             path.write_text(mutated)
             try:
                 built, failed, secs, first = _suite(copy, cache, options, results, mutant.suite)

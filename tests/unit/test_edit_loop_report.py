@@ -51,16 +51,16 @@ def test_an_unmet_target_names_the_build_when_it_is_the_larger_part(capsys):
 def test_a_broken_edit_that_stays_green_is_reported_as_missed(capsys, tmp_path):
     bench = _bench()
     red, green = _sample(bench, 12.0, 7.0, 4.0), _sample(bench, 40.0, 7.0, 30.0)
-    red.status, red.failed = 1, "tests.guest.test_contract::test_read_only"
+    red.status, red.failed = 1, "tests/guest/test_contract.py::test_read_only"
     bench.report("bug", [red, green])
     out = capsys.readouterr().out
     assert "## bug: 1 of 2 broken edits red; MISSED (exit status [0])" in out
-    assert "first failures: test_contract::test_read_only, -" in out
+    assert "first failures: test_contract.py::test_read_only, -" in out
     junit = tmp_path / "junit.xml"
     junit.write_text('<testsuites><testsuite><testcase classname="a.b" name="ok"/>'
                      '<testcase classname="tests.guest.test_x" name="t[4K]"><failure/></testcase>'
                      '</testsuite></testsuites>')
-    assert bench.first_failure(junit) == "tests.guest.test_x::t[4K]"
+    assert bench.first_failure(junit) == "tests/guest/test_x.py::t[4K]"
     assert bench.first_failure(tmp_path / "none.xml") == ""
 
 

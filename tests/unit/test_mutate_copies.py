@@ -78,3 +78,12 @@ def test_a_state_that_does_not_build_says_why(tmp_path: Path, monkeypatch) -> No
                    "CONFIG_WIRELESS: asked n, olddefconfig left y")
     outcome = mutate.Outcome("m", built, failed, 1.0, why)
     assert outcome.verdict == "BUILD FAILED" and why in mutate.table(outcome, [outcome])
+
+
+def test_a_mutant_applies_every_edit_or_none() -> None:
+    from harness.workflows.mutate import Mutant
+
+    m = Mutant("two edits", "f.c", "a = 1;", "a = 2;", also=(("b = 1;", "b = 3;"),))
+    assert m.applied("a = 1;\nb = 1;\n") == "a = 2;\nb = 3;\n"
+    assert m.applied("a = 1;\n") is None, "the second line is missing"
+    assert m.applied("a = 1;\na = 1;\nb = 1;\n") is None, "the first line is there twice"
